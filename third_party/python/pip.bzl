@@ -21,14 +21,15 @@ def _pip_lock_impl(rctx):
     base = _run(rctx, [host_python, "-c", "import sys; print(sys.executable)"], "python3").stdout.strip()
     _run(rctx, [base, "-m", "venv", "--without-pip", "venv"], "python3 -m venv")
 
-    # The machine's own pip configuration (extra indexes, find-links, constraints) must not
-    # change what gets installed: only the hashed lock decides.
+    # The machine's own pip configuration (extra indexes, find-links, constraints, in files or
+    # PIP_* variables) must not change what gets installed: only the hashed lock decides.
     env = {"PIP_CONFIG_FILE": "/dev/null", "PYTHONNOUSERSITE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     rctx.report_progress("pip install --require-hashes (once; cached until the lock changes)")
     _run(rctx, [
         base,
         "-m",
         "pip",
+        "--isolated",
         "install",
         "--quiet",
         "--require-hashes",
