@@ -1,0 +1,6 @@
+"""protoc plugin: typed `_pb2_grpc.pyi` stubs for the gRPC services (mypy-protobuf)."""
+
+from mypy_protobuf.main import grpc
+
+if __name__ == "__main__":
+    grpc()
