@@ -1,0 +1,1 @@
+"""User-facing interfaces of the observatory (terminal UI and friends)."""

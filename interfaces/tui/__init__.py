@@ -1,0 +1,1 @@
+"""Terminal UI of the observatory: prerequisite check now, launcher and dashboard later."""
