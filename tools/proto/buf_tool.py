@@ -15,7 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-# Bazel workspace name; runfiles of this repository live under $TEST_SRCDIR/<name>/.
+# Bazel workspace name; runfiles of this repository live under $TEST_SRCDIR/$TEST_WORKSPACE/:
+# "observatory" in WORKSPACE mode, "_main" under bzlmod. This is only the fallback.
 WORKSPACE_NAME = "observatory"
 # Checkout root when running from the source tree (tools/proto/buf_tool.py -> repo root). Not
 # resolved: under Bazel that would escape the runfiles into the source tree.
@@ -32,7 +33,7 @@ def proto_dir() -> Path:
     if srcdir:
         # No fallback to the checkout here: a test missing `data = ["//proto:all_protos"]` must
         # fail, not quietly read the source tree.
-        candidate = Path(srcdir) / WORKSPACE_NAME / "proto"
+        candidate = Path(srcdir) / os.environ.get("TEST_WORKSPACE", WORKSPACE_NAME) / "proto"
         if not (candidate / "buf.yaml").is_file():
             raise FileNotFoundError(f"{candidate}/buf.yaml not in runfiles; add //proto:all_protos")
         return candidate
