@@ -1,0 +1,1 @@
+"""Thin, typed client helpers shared by the services: one module per backend."""
