@@ -35,6 +35,7 @@ def _pip_lock_impl(rctx):
         "--require-hashes",
         "--no-deps",
         "--only-binary=:all:",
+    ] + ["--no-binary=" + name for name in rctx.attr.sdists] + [
         "--no-compile",
         "--root-user-action=ignore",
         "--target",
@@ -54,6 +55,8 @@ pip_lock = repository_rule(
     implementation = _pip_lock_impl,
     attrs = {
         "lock": attr.label(mandatory = True, allow_single_file = True),
+        # Distributions PyPI has only as source (still hash-checked); pip builds them.
+        "sdists": attr.string_list(),
         "_generator": attr.label(default = "//third_party/python:generate_build.py"),
     },
     environ = ["PATH"],

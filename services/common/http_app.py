@@ -1,0 +1,81 @@
+"""The HTTP side of every service: /healthz, /readyz, /metrics, run by uvicorn in a thread.
+
+Gateway and read model add their JSON APIs to the same FastAPI app; processor and metrics engine
+serve only these three endpoints.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+# name -> probe; a probe raises (or returns False) when its dependency is unreachable.
+ReadinessChecks = Mapping[str, Callable[[], object]]
+
+
+def ops_app(title: str, readiness: ReadinessChecks, **fastapi_options: object) -> FastAPI:
+    app = FastAPI(title=title, **fastapi_options)  # type: ignore[arg-type]
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Mapping[str, str]:
+        """Live: the process answers. Kubernetes restarts it when this fails."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        """Ready: every dependency answered just now. Traffic is withheld while it fails."""
+        failures = {}
+        for name, probe in readiness.items():
+            try:
+                if probe() is False:
+                    failures[name] = "not ready"
+            except Exception as error:  # any failure means not ready
+                failures[name] = f"{type(error).__name__}: {error}"[:200]
+        status = 503 if failures else 200
+        return JSONResponse({"ready": not failures, "failures": failures}, status_code=status)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class HttpServer:
+    """uvicorn in a background thread; `port` is the bound port (useful with port 0)."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            limit_concurrency=1000,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self.port = port
+
+    def start(self, timeout: float = 10.0) -> HttpServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise OSError("HTTP server did not start (port in use?)")
+            time.sleep(0.01)
+        sockets = [s for server in self._server.servers for s in server.sockets]
+        self.port = sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
