@@ -54,3 +54,14 @@ def post_json(
     url: str, payload: object, *, auth: tuple[str, str] | None = None, timeout: float = 10.0
 ) -> Any:
     return request_json("POST", url, payload, auth=auth, timeout=timeout)
+
+
+def get_text(url: str, *, timeout: float = 10.0) -> str:
+    """A GET whose body is text (a Prometheus /metrics page)."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"not an HTTP URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            return str(response.read().decode())
+    except urllib.error.HTTPError as error:
+        raise HttpError("GET", url, error.code, error.read().decode("utf-8", "replace")) from error

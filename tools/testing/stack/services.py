@@ -1,0 +1,87 @@
+"""The observatory's own services as throwaway processes, for end-to-end tests.
+
+Each is the real program (the py_binary under Bazel, `python -m services.<name>.main` otherwise)
+configured by environment variables to use the test's servers, managed like the servers in
+tools/testing/servers: started in its own session, ready when /readyz answers 200, stopped with
+SIGTERM then SIGKILL, log tail on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from tools.testing.servers.base import Server, ServerInfo
+from tools.testing.servers.net import HOST, free_ports, http_status
+from tools.testing.servers.programs import child_env, python_path
+
+
+@dataclass(frozen=True)
+class ServiceInfo(ServerInfo):
+    """`port` is the HTTP port (/healthz, /readyz, /metrics); `grpc_port` 0 when it has none."""
+
+    grpc_port: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{HOST}:{self.grpc_port}"
+
+
+# service -> (env var of its HTTP port, env var of its gRPC port or "")
+_PORT_VARS = {
+    "gateway": ("GATEWAY_HTTP_PORT", "GATEWAY_GRPC_PORT"),
+    "processor": ("PROCESSOR_HTTP_PORT", ""),
+    "metrics_engine": ("METRICS_ENGINE_HTTP_PORT", ""),
+    "read_model": ("READ_MODEL_HTTP_PORT", "READ_MODEL_GRPC_PORT"),
+}
+
+
+def program(service: str) -> list[str]:
+    """The command that runs a service: its py_binary from the test's runfiles under Bazel."""
+    if "TEST_SRCDIR" in os.environ:
+        binary = (
+            Path(os.environ["TEST_SRCDIR"]) / os.environ["TEST_WORKSPACE"] / "services" / service
+        ) / service
+        if binary.is_file():
+            return [str(binary)]
+    return [sys.executable, "-m", f"services.{service}.main"]
+
+
+class ServiceProcess(Server[ServiceInfo]):
+    """One service; `backends` are the AMQP_URL / POSTGRES_DSN / ... settings it needs."""
+
+    ready_timeout: ClassVar[float] = 30.0
+
+    def __init__(
+        self, state_dir: str | os.PathLike[str], service: str, backends: Mapping[str, str]
+    ) -> None:
+        self.name = service  # type: ignore[misc]  # per instance: one class for every service
+        super().__init__(state_dir)
+        self.service = service
+        self.backends = dict(backends)
+
+    def _launch(self) -> ServiceInfo:
+        http_var, grpc_var = _PORT_VARS[self.service]
+        http_port, grpc_port = free_ports(2)
+        env = {**self.backends, http_var: str(http_port)}
+        if grpc_var:
+            env[grpc_var] = str(grpc_port)
+        argv = program(self.service)
+        # Outside Bazel the child needs this interpreter's imports; a py_binary brings its own.
+        extra = {"PYTHONPATH": python_path()} if argv[0] == sys.executable else {}
+        self._spawn(argv, env=child_env({**env, **extra}))
+        return ServiceInfo(
+            host=HOST,
+            port=http_port,
+            url=f"http://{HOST}:{http_port}",
+            grpc_port=grpc_port if grpc_var else 0,
+            env=env,
+        )
+
+    def _ready(self, info: ServiceInfo) -> bool:
+        return http_status(f"{info.url}/readyz") == 200
