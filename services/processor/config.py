@@ -1,0 +1,43 @@
+"""The processor's settings, read from the environment once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.common.config import LOCAL_AMQP_URL, LOCAL_POSTGRES_DSN, Env
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    amqp_url: str
+    postgres_dsn: str
+    prefetch: int
+    concurrency: int
+    lease_seconds: float
+    retry_base_ms: int
+    retry_max_ms: int
+    http_host: str
+    http_port: int
+    shutdown_grace_seconds: float
+
+    @classmethod
+    def from_env(cls, env: Env) -> ProcessorConfig:
+        base_ms = env.integer("PROCESSOR_RETRY_BASE_MS", 1000, minimum=1, maximum=3_600_000)
+        return cls(
+            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
+            postgres_dsn=env.url(
+                "POSTGRES_DSN", LOCAL_POSTGRES_DSN, schemes=("postgresql", "postgres")
+            ),
+            prefetch=env.integer("PROCESSOR_PREFETCH", 32, minimum=1, maximum=10_000),
+            concurrency=env.integer("PROCESSOR_CONCURRENCY", 4, minimum=1, maximum=256),
+            lease_seconds=env.number("PROCESSOR_LEASE_SECONDS", 10.0, minimum=0.5, maximum=3600),
+            retry_base_ms=base_ms,
+            retry_max_ms=env.integer(
+                "PROCESSOR_RETRY_MAX_MS", 60_000, minimum=base_ms, maximum=86_400_000
+            ),
+            http_host=env.text("PROCESSOR_HTTP_HOST", "127.0.0.1"),
+            http_port=env.port("PROCESSOR_HTTP_PORT", 8082),
+            shutdown_grace_seconds=env.number(
+                "PROCESSOR_SHUTDOWN_GRACE_SECONDS", 30.0, minimum=0, maximum=3600
+            ),
+        )

@@ -1,0 +1,171 @@
+"""Consuming the work queue: one connection thread (consume + ack), N worker threads.
+
+pika's BlockingConnection is not thread-safe, so only the connection thread touches the
+consuming channel; workers hand acks back with `add_callback_threadsafe`. Deliveries carry the
+session they came from: after a reconnect, acks for the old channel are dropped (the broker
+redelivers those messages, which the delivery rules make safe).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pika
+import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
+from pika.spec import Basic, BasicProperties
+
+from services.common import amqp, topology
+from services.common.lifecycle import backoff
+from services.processor.cancels import CancelRegistry, cancelled_job_id
+from services.processor.config import ProcessorConfig
+from services.processor.resources import StoppingError
+from services.processor.worker import Disposition, Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    session: int
+    connection: pika.BlockingConnection
+    channel: BlockingChannel
+    tag: int
+    body: bytes
+    headers: dict[str, object] | None
+
+
+class Consumer:
+    def __init__(
+        self,
+        config: ProcessorConfig,
+        stop: threading.Event,
+        make_worker: Callable[[str], Worker] | None = None,
+    ) -> None:
+        self._config = config
+        self._stop = stop
+        self.cancels = CancelRegistry()
+        self._make_worker = make_worker or (lambda name: Worker(config, stop, self.cancels, name))
+        self._deliveries: queue.Queue[Delivery] = queue.Queue()
+        self._session = 0
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+        self.connected = threading.Event()
+
+    def run(self) -> None:
+        """Consumes until `stop` is set, reconnecting with backoff; then drains and returns."""
+        threads = [
+            threading.Thread(target=self._work, args=(f"w{n}",), name=f"worker-{n}", daemon=True)
+            for n in range(self._config.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        delays = backoff()
+        while not self._stop.is_set():
+            try:
+                self._consume()
+                delays = backoff()
+            except (pika.exceptions.AMQPError, OSError) as error:
+                self.connected.clear()
+                log.warning("broker connection lost, reconnecting: %r", error)
+                self._stop.wait(next(delays))
+        for thread in threads:
+            thread.join(timeout=1)
+
+    def _consume(self) -> None:
+        self._session += 1
+        connection = amqp.connect(self._config.amqp_url, connection_name="processor consumer")
+        try:
+            channel = connection.channel()
+            topology.declare(channel)
+            channel.basic_qos(prefetch_count=self._config.prefetch)
+            control = channel.queue_declare("", exclusive=True, auto_delete=True).method.queue
+            channel.queue_bind(control, topology.CONTROL_EXCHANGE)
+            channel.basic_consume(control, self._on_control, auto_ack=True)
+            session = self._session
+
+            def on_work(
+                ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
+            ) -> None:
+                assert method.delivery_tag is not None
+                self._deliveries.put(
+                    Delivery(session, connection, ch, method.delivery_tag, body, props.headers)
+                )
+
+            tag = channel.basic_consume(topology.WORK_QUEUE, on_work)
+            self.connected.set()
+            log.info("consuming %s", topology.WORK_QUEUE)
+            while not self._stop.is_set():
+                connection.process_data_events(time_limit=0.2)
+            self._drain(connection, channel, tag)
+        finally:
+            self.connected.clear()
+            if connection.is_open:
+                connection.close()
+
+    def _drain(
+        self, connection: pika.BlockingConnection, channel: BlockingChannel, tag: str
+    ) -> None:
+        """Graceful stop: no new deliveries; running jobs get the grace period to finish."""
+        channel.basic_cancel(tag)
+        deadline = time.monotonic() + self._config.shutdown_grace_seconds
+        while time.monotonic() < deadline and (self._busy or not self._deliveries.empty()):
+            connection.process_data_events(time_limit=0.1)
+        if self._busy:
+            log.warning(
+                "shutting down with %d jobs still running; they will be redelivered", self._busy
+            )
+
+    def _on_control(
+        self, _ch: BlockingChannel, _method: Basic.Deliver, props: BasicProperties, body: bytes
+    ) -> None:
+        job_id = cancelled_job_id(body, props.headers)
+        if job_id is not None and self.cancels.cancel(job_id):
+            log.info("cancel broadcast: stopping job %s", job_id)
+
+    def _work(self, name: str) -> None:
+        worker = self._make_worker(name)
+        try:
+            while True:
+                try:
+                    delivery = self._deliveries.get(timeout=0.2)
+                except queue.Empty:
+                    if self._stop.is_set():
+                        return
+                    continue
+                # Not started before shutdown, or from a lost connection: the broker redelivers.
+                if self._stop.is_set() or delivery.session != self._session:
+                    continue
+                with self._busy_lock:
+                    self._busy += 1
+                try:
+                    self._settle(delivery, worker.handle(delivery.body, delivery.headers))
+                except StoppingError:
+                    pass  # left unacked on purpose
+                except Exception:
+                    log.exception("unexpected error; message left for redelivery")
+                finally:
+                    with self._busy_lock:
+                        self._busy -= 1
+        finally:
+            worker.close()
+
+    @staticmethod
+    def _settle(delivery: Delivery, disposition: Disposition) -> None:
+        def settle() -> None:
+            if not delivery.channel.is_open:
+                return
+            if disposition is Disposition.ACK:
+                delivery.channel.basic_ack(delivery.tag)
+            else:
+                delivery.channel.basic_reject(delivery.tag, requeue=False)
+
+        try:
+            delivery.connection.add_callback_threadsafe(settle)
+        except (pika.exceptions.AMQPError, OSError) as error:
+            log.warning("connection gone before the ack; the broker will redeliver: %r", error)

@@ -1,0 +1,106 @@
+"""The processor's writes to the job store: each bumps `version` and returns the new row.
+
+Callers hold the row lock (`store.get_row(for_update=True)`) inside one transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from observatory.jobs.v1 import job_pb2
+from psycopg.rows import dict_row
+
+from services.jobstore import store
+
+Row = dict[str, Any]
+
+_START = """
+UPDATE jobs SET status = 'running', attempts = %(attempt)s, version = version + 1,
+       started_at = COALESCE(started_at, %(now)s), updated_at = %(now)s, worker = %(worker)s,
+       lease_until = %(lease_until)s, next_attempt_at = NULL
+WHERE id = %(id)s RETURNING *
+"""
+
+
+def start_attempt(
+    conn: store.Conn, job_id: str, *, attempt: int, worker: str, now: datetime, lease: timedelta
+) -> Row:
+    params = {"id": job_id, "attempt": attempt, "worker": worker, "now": now}
+    row = _returning(conn, _START, params | {"lease_until": now + lease})
+    conn.execute(
+        "INSERT INTO job_attempts (job_id, number, started_at, worker)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (job_id, attempt, now, worker),
+    )
+    return row
+
+
+def finish_attempt(
+    conn: store.Conn,
+    job_id: str,
+    *,
+    attempt: int,
+    outcome: job_pb2.AttemptOutcome.ValueType,
+    error: str,
+    now: datetime,
+) -> None:
+    conn.execute(
+        "UPDATE job_attempts SET finished_at = %s, outcome = %s, error = %s"
+        " WHERE job_id = %s AND number = %s",
+        (now, store.outcome_name(outcome), error, job_id, attempt),
+    )
+
+
+_SET_STATUS = """
+UPDATE jobs SET status = %(status)s, version = version + 1, updated_at = %(now)s,
+       lease_until = NULL, cancel_requested = cancel_requested AND %(status)s <> 'cancelled',
+       finished_at = CASE WHEN %(terminal)s THEN %(now)s ELSE finished_at END,
+       last_error = COALESCE(%(error)s, last_error), next_attempt_at = %(next_attempt_at)s
+WHERE id = %(id)s RETURNING *
+"""
+
+
+def set_status(
+    conn: store.Conn,
+    job_id: str,
+    status: job_pb2.JobStatus.ValueType,
+    now: datetime,
+    *,
+    error: str | None = None,
+    next_attempt_at: datetime | None = None,
+) -> Row:
+    params = {
+        "id": job_id,
+        "status": store.status_name(status),
+        "now": now,
+        "terminal": status in store.TERMINAL,
+        "error": error,
+        "next_attempt_at": next_attempt_at,
+    }
+    return _returning(conn, _SET_STATUS, params)
+
+
+def renew_lease(
+    conn: store.Conn, job_id: str, attempt: int, worker: str, until: datetime
+) -> bool | None:
+    """Extends our lease; returns cancel_requested, or None when the attempt is no longer ours."""
+    row = conn.execute(
+        "UPDATE jobs SET lease_until = %s WHERE id = %s AND status = 'running'"
+        " AND attempts = %s AND worker = %s RETURNING cancel_requested",
+        (until, job_id, attempt, worker),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def last_attempt(conn: store.Conn, job_id: str) -> job_pb2.JobAttempt | None:
+    attempts = store.get_attempts(conn, job_id)
+    return attempts[-1] if attempts else None
+
+
+def _returning(conn: store.Conn, sql: str, params: dict[str, Any]) -> Row:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row: Row | None = cur.execute(sql, params).fetchone()
+    if row is None:  # the caller holds the row lock, so the row exists
+        raise RuntimeError(f"job {params['id']}: row vanished under its lock")
+    return row
