@@ -1,0 +1,32 @@
+"""Metrics engine settings from the environment (see services/common/config.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.common.config import LOCAL_AMQP_URL, LOCAL_MONGO_URL, LOCAL_REDIS_URL, Env
+
+
+@dataclass(frozen=True)
+class MetricsEngineConfig:
+    amqp_url: str
+    mongo_url: str
+    redis_url: str
+    http_host: str = "127.0.0.1"
+    http_port: int = 8083
+    prefetch: int = 200  # unacked deliveries in flight; also the largest batch stored at once
+    batch_wait_s: float = 0.05  # how long a partial batch waits for more deliveries
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsEngineConfig:
+        env = Env(environ)
+        return cls(
+            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
+            mongo_url=env.url("MONGO_URL", LOCAL_MONGO_URL, schemes=("mongodb",)),
+            redis_url=env.url("REDIS_URL", LOCAL_REDIS_URL, schemes=("redis", "rediss")),
+            http_host=env.text("METRICS_ENGINE_HOST", "127.0.0.1"),
+            http_port=env.port("METRICS_ENGINE_HTTP_PORT", 8083),
+            prefetch=env.integer("METRICS_ENGINE_PREFETCH", 200, minimum=1, maximum=10_000),
+            batch_wait_s=env.number("METRICS_ENGINE_BATCH_WAIT_S", 0.05, minimum=0, maximum=5),
+        )

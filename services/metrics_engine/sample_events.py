@@ -1,0 +1,82 @@
+"""Realistic lifecycle event sequences for tests (testonly): built with services.common.events."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from google.protobuf.duration_pb2 import Duration
+from observatory.events.v1 import event_pb2
+from observatory.jobs.v1 import job_pb2
+
+from services.common import events
+
+PRODUCER = event_pb2.Producer(service="test", instance_id="test/1", version="0")
+
+
+def _ms(milliseconds: int) -> Duration:
+    duration = Duration()
+    duration.FromMilliseconds(milliseconds)
+    return duration
+
+
+class JobStory:
+    """One job's events, each a step later than the last, with versions 1, 2, 3, ..."""
+
+    def __init__(self, created: datetime, job_type: str = "echo", job_id: str = "") -> None:
+        self.job_id = job_id or str(uuid.uuid4())
+        self.job_type = job_type
+        self.now = created
+        self.version = 0
+        self.events: list[event_pb2.EventEnvelope] = []
+
+    def _add(self, after: timedelta, **payload: object) -> event_pb2.EventEnvelope:
+        self.now += after
+        self.version += 1
+        envelope = events.envelope(
+            job_id=self.job_id,
+            version=self.version,
+            occurred_at=self.now,
+            correlation_id=f"corr-{self.job_id[:8]}",
+            producer=PRODUCER,
+            **payload,
+        )
+        self.events.append(envelope)
+        return envelope
+
+    def created(self) -> JobStory:
+        spec = job_pb2.JobSpec(type=self.job_type)
+        spec.payload.update({"n": len(self.events)})
+        self._add(timedelta(0), job_created=event_pb2.JobCreated(spec=spec, max_attempts=3))
+        return self
+
+    def started(self, attempt: int, queue_wait_ms: int) -> JobStory:
+        started = event_pb2.JobStarted(attempt=attempt, worker="w1", queue_wait=_ms(queue_wait_ms))
+        self._add(timedelta(milliseconds=queue_wait_ms), job_started=started)
+        return self
+
+    def retry(self, attempt: int, run_ms: int) -> JobStory:
+        retry = event_pb2.JobRetryScheduled(
+            attempt=attempt, delay=_ms(100), error="boom", worker="w1"
+        )
+        self._add(timedelta(milliseconds=run_ms), job_retry_scheduled=retry)
+        return self
+
+    def completed(self, attempt: int, run_ms: int) -> JobStory:
+        done = event_pb2.JobCompleted(attempt=attempt, worker="w1", run_duration=_ms(run_ms))
+        self._add(timedelta(milliseconds=run_ms), job_completed=done)
+        return self
+
+    def failed(self, attempt: int, run_ms: int) -> JobStory:
+        failed = event_pb2.JobFailed(
+            attempt=attempt, worker="w1", run_duration=_ms(run_ms), error="bad input"
+        )
+        self._add(timedelta(milliseconds=run_ms), job_failed=failed)
+        return self
+
+    def dead_lettered(self, attempts: int) -> JobStory:
+        dead = event_pb2.JobDeadLettered(
+            reason="max_attempts exhausted", attempts=attempts, dead_letter_queue="jobs.dead"
+        )
+        self._add(timedelta(milliseconds=1), job_dead_lettered=dead)
+        return self

@@ -1,0 +1,63 @@
+"""The metrics engine as a running thing: consumer thread + ops HTTP server, started and stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from services.aggregates.store import Aggregates
+from services.common import mongo, redis_store
+from services.common.config import redact
+from services.common.http_app import HttpServer, ops_app
+from services.metrics_engine.config import MetricsEngineConfig
+from services.metrics_engine.consumer import Consumer
+from services.metrics_engine.documents import COLLECTION, DATABASE
+from services.metrics_engine.sink import EventSink
+
+log = logging.getLogger(__name__)
+
+
+class MetricsEngine:
+    def __init__(self, config: MetricsEngineConfig) -> None:
+        self._mongo = mongo.connect(config.mongo_url, app_name="metrics-engine", timeout=5)
+        self._redis = redis_store.connect(config.redis_url)
+        sink = EventSink(mongo.database(self._mongo, DATABASE)[COLLECTION], Aggregates(self._redis))
+        self.consumer = Consumer(
+            config.amqp_url, sink, prefetch=config.prefetch, batch_wait_s=config.batch_wait_s
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self.consumer.run, args=(self._stop,), name="consumer", daemon=True
+        )
+        app = ops_app(
+            "metrics-engine",
+            {
+                "rabbitmq": self.consumer.connected.is_set,
+                "mongodb": lambda: self._mongo.admin.command("ping"),
+                "redis": self._redis.ping,
+            },
+        )
+        self.http = HttpServer(app, config.http_host, config.http_port)
+        log.info(
+            "metrics engine: mongo %s, redis %s, amqp %s",
+            redact(config.mongo_url),
+            redact(config.redis_url),
+            redact(config.amqp_url),
+        )
+
+    def start(self) -> MetricsEngine:
+        self.http.start()
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Finishes the batch in hand (acked or left for redelivery), then closes everything."""
+        self._stop.set()
+        self._thread.join(timeout)
+        self.http.stop()
+        self._redis.close()
+        self._mongo.close()
+
+
+def start(config: MetricsEngineConfig) -> MetricsEngine:
+    return MetricsEngine(config).start()

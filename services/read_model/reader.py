@@ -1,0 +1,80 @@
+"""The read model's queries, one method per RPC; gRPC and HTTP are two faces over this."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from observatory.jobs.v1 import job_pb2
+from observatory.readmodel.v1 import read_model_pb2 as rm
+
+from services.aggregates.store import Aggregates
+from services.common import postgres
+from services.jobstore import store
+from services.read_model import alerts, event_query, job_query, queues
+from services.read_model.errors import InvalidArgumentError, NotFoundError
+
+
+class ReadModel:
+    def __init__(
+        self,
+        postgres_dsn: str,
+        events: event_query.Events,
+        aggregates: Aggregates,
+        rabbitmq_management_url: str,
+    ) -> None:
+        self._dsn = postgres_dsn
+        self.events = events
+        self.aggregates = aggregates
+        self._management_url = rabbitmq_management_url
+
+    @contextmanager
+    def connection(self) -> Iterator[store.Conn]:
+        # A connection per call: cheap on a local network, and nothing stale after an outage.
+        with postgres.connect(self._dsn, application_name="read-model", timeout=5) as conn:
+            yield conn
+
+    def get_stats(self, _request: rm.GetStatsRequest) -> rm.GetStatsResponse:
+        return rm.GetStatsResponse(stats=self.aggregates.stats())
+
+    def list_jobs(self, request: rm.ListJobsRequest) -> rm.ListJobsResponse:
+        query = job_query.build(request)
+        with self.connection() as conn:
+            return job_query.run(conn, query)
+
+    def job(self, job_id: str) -> job_pb2.Job | None:
+        with self.connection() as conn:
+            return store.get_job(conn, job_id)
+
+    def get_job_detail(self, request: rm.GetJobDetailRequest) -> rm.GetJobDetailResponse:
+        try:
+            job_id = str(uuid.UUID(request.job_id))
+        except ValueError:
+            raise InvalidArgumentError(
+                "job_id", f"expected a UUID, got {request.job_id!r}"
+            ) from None
+        with self.connection() as conn:
+            job = store.get_job(conn, job_id)
+            if job is None:
+                raise NotFoundError(f"job {job_id} not found")
+            attempts = store.get_attempts(conn, job_id)
+        timeline = event_query.timeline(self.events, job_id)
+        return rm.GetJobDetailResponse(job=job, attempts=attempts, events=timeline)
+
+    def list_events(self, request: rm.ListEventsRequest) -> rm.ListEventsResponse:
+        return event_query.run(self.events, event_query.build(request))
+
+    def list_queues(self, _request: rm.ListQueuesRequest) -> rm.ListQueuesResponse:
+        return queues.list_queues(self._management_url)
+
+    def list_alerts(self, request: rm.ListAlertsRequest) -> rm.ListAlertsResponse:
+        with self.connection() as conn:
+            return alerts.list_alerts(conn, request)
+
+    def receive_alerts(self, body: Any) -> list[alerts.AlertRow]:
+        rows = alerts.parse_webhook(body)
+        with self.connection() as conn:
+            alerts.upsert(conn, rows)
+        return rows
