@@ -1,0 +1,85 @@
+"""Assembling the gateway: migrations, publisher, JobService, gRPC + HTTP servers, and stop."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from observatory.events.v1 import event_pb2
+
+from services.common import grpc_server
+from services.common.config import redact
+from services.common.http_app import HttpServer
+from services.gateway import grpc_api, http_api
+from services.gateway.config import GatewayConfig
+from services.gateway.pool import Pool
+from services.gateway.publisher import Publisher
+from services.gateway.service import JobService
+from services.jobstore import migrate
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.0.0"
+
+
+@dataclass
+class RunningGateway:
+    grpc_port: int
+    http_port: int
+    _grpc: grpc_server.GrpcServer
+    _http: HttpServer
+    _publisher: Publisher
+    _pool: Pool
+
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stops accepting, lets in-flight calls finish (up to the grace), closes backends."""
+        self._grpc.stop(grace_seconds)
+        self._http.stop()
+        self._publisher.close()
+        self._pool.close()
+        log.info("gateway stopped")
+
+
+def start(config: GatewayConfig) -> RunningGateway:
+    """Starts a gateway; ports 0 pick free ones (see the returned ports).
+
+    PostgreSQL must be up (migrations run first: psycopg.OperationalError otherwise); the broker
+    may be down: requests get UNAVAILABLE until it is back.
+    """
+    pool = Pool(config.postgres_dsn, timeout=config.backend_timeout_seconds)
+    with pool.connection() as conn:
+        applied = migrate.migrate(conn)
+    log.info("database %s ready (migrations applied: %s)", redact(config.postgres_dsn), applied)
+    publisher = Publisher(config.amqp_url, timeout=config.backend_timeout_seconds)
+    if not publisher.ready():
+        log.warning("broker unreachable at start-up; will keep trying")
+    producer = event_pb2.Producer(
+        service="gateway", instance_id=config.instance_id, version=VERSION
+    )
+    service = JobService(pool, publisher, config.limits, producer)
+
+    def database_ready() -> None:
+        with pool.connection() as conn:
+            conn.execute("SELECT 1")
+
+    app = http_api.build_app(
+        service, config.limits, {"broker": publisher.ready, "postgres": database_ready}
+    )
+    grpc = grpc_server.serve(
+        grpc_api.registrar(grpc_api.JobServiceServicer(service, config.limits)),
+        [grpc_api.SERVICE_NAME],
+        host=config.host,
+        port=config.grpc_port,
+        max_message_bytes=config.limits.max_body_bytes,
+    )
+    try:
+        http = HttpServer(app, config.host, config.http_port).start()
+    except BaseException:
+        grpc.stop(0)
+        publisher.close()
+        pool.close()
+        raise
+    log.info(
+        "gateway listening: gRPC %s:%d, HTTP %s:%d", config.host, grpc.port, config.host, http.port
+    )
+    return RunningGateway(grpc.port, http.port, grpc, http, publisher, pool)

@@ -1,0 +1,59 @@
+"""The process entry point: bad configuration stops it at once with exit 2 naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from services.common.config import ConfigError, Env
+from services.gateway.config import GatewayConfig
+
+
+def run_main(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.gateway.main"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"GATEWAY_GRPC_PORT": "http"}, "GATEWAY_GRPC_PORT"),
+        ({"GATEWAY_MAX_PAYLOAD_BYTES": "0"}, "GATEWAY_MAX_PAYLOAD_BYTES"),
+        ({"AMQP_URL": "http://x"}, "AMQP_URL"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_variable(env: dict[str, str], variable: str) -> None:
+    result = run_main(**env)
+    assert result.returncode == 2
+    assert variable in result.stderr
+
+
+def test_defaults_are_local_and_loopback() -> None:
+    config = GatewayConfig.from_env(Env({}))
+    assert (config.host, config.grpc_port, config.http_port) == ("127.0.0.1", 50051, 8080)
+    assert config.limits.max_payload_bytes == 64 * 1024
+    assert "127.0.0.1" in config.amqp_url and "127.0.0.1" in config.postgres_dsn
+
+
+def test_production_mode_requires_credentials() -> None:
+    with pytest.raises(ConfigError, match="AMQP_URL"):
+        GatewayConfig.from_env(Env({"OBSERVATORY_MODE": "production"}))
+    config = GatewayConfig.from_env(
+        Env(
+            {
+                "OBSERVATORY_MODE": "production",
+                "AMQP_URL": "amqp://svc:s3cret@mq:5672/%2F",
+                "POSTGRES_DSN": "postgresql://svc:s3cret@db:5432/observatory",
+            }
+        )
+    )
+    assert config.amqp_url.startswith("amqp://svc:")

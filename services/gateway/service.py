@@ -1,0 +1,329 @@
+"""What the gateway does, whatever the transport: submit, cancel, retry and read jobs.
+
+Every change is one PostgreSQL transaction that also publishes its messages with confirms
+before committing: a job is accepted only once its row, its work message and its event are all
+durable. A broker failure rolls the transaction back (nothing half-accepted stays behind).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import psycopg
+from observatory.events.v1 import event_pb2
+from observatory.jobs.v1 import job_pb2
+from psycopg.rows import dict_row
+
+from services.common import events, topology
+from services.gateway import validation
+from services.gateway.config import Limits
+from services.gateway.publisher import BrokerUnavailableError, Message
+from services.jobstore import store
+
+CONTRACT_MAJOR = "1"  # x-contract-version header of work messages
+RETRYABLE = ("failed", "dead_lettered", "cancelled")
+RETRY_ALL = ("failed", "dead_lettered")
+RETRY_ALL_CHUNK = 500  # jobs re-queued per transaction by retry_failed
+
+
+class UnavailableError(RuntimeError):
+    """A backing store or the broker is down; the client may retry (same idempotency key)."""
+
+
+class NotFoundError(LookupError):
+    pass
+
+
+class ConflictError(RuntimeError):
+    """The job's status does not allow the action."""
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job_id: str
+    event_id: str
+    status: job_pb2.JobStatus.ValueType
+    duplicate: bool
+
+
+T = TypeVar("T")
+
+
+class ConnectionSource(Protocol):
+    def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
+
+
+class Publishing(Protocol):
+    def publish(self, messages: Sequence[Message]) -> None: ...
+
+
+def work_message(job: job_pb2.Job, attempt: int) -> Message:
+    return Message(
+        exchange=topology.JOBS_EXCHANGE,
+        routing_key=topology.WORK_ROUTING_KEY,
+        body=job.SerializeToString(),
+        type="observatory.jobs.v1.Job",
+        headers={"x-attempt": attempt, "x-contract-version": CONTRACT_MAJOR},
+        priority=job.priority,
+        correlation_id=job.correlation_id,
+    )
+
+
+def event_message(envelope: event_pb2.EventEnvelope) -> Message:
+    return Message(
+        exchange=topology.EVENTS_EXCHANGE,
+        routing_key=events.routing_key(envelope),
+        body=envelope.SerializeToString(),
+        type="observatory.events.v1.EventEnvelope",
+        message_id=envelope.event_id,
+        correlation_id=envelope.correlation_id,
+    )
+
+
+def cancel_broadcast(job_id: str) -> Message:
+    return Message(
+        exchange=topology.CONTROL_EXCHANGE,
+        routing_key="",
+        body=job_id.encode(),
+        type="cancel",
+        mandatory=False,
+    )
+
+
+def retry_budget(job: job_pb2.Job, limits: Limits) -> int:
+    """Attempts a retried job gets: what it had left, but at least the default budget.
+
+    A job cancelled before it ran keeps its whole budget; an exhausted one gets the default
+    again. Bounded, so retrying a job over and over never inflates max_attempts geometrically.
+    """
+    return max(job.max_attempts - job.attempts, limits.default_max_attempts)
+
+
+class JobService:
+    def __init__(
+        self,
+        pool: ConnectionSource,
+        publisher: Publishing,
+        limits: Limits,
+        producer: event_pb2.Producer,
+    ) -> None:
+        self._pool = pool
+        self._publisher = publisher
+        self._limits = limits
+        self._producer = producer
+
+    def submit(self, specs: Sequence[job_pb2.JobSpec], correlation_id: str) -> list[Submitted]:
+        """Records and enqueues validated specs in one transaction and one confirmed publish."""
+        now = datetime.now(UTC)
+        results: list[Submitted] = []
+        messages: list[Message] = []
+
+        def work(conn: psycopg.Connection[Any]) -> None:
+            for spec in specs:
+                job, created = store.insert_job(conn, self._new_job(spec, correlation_id, now))
+                results.append(
+                    Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
+                )
+                if created:
+                    messages.append(work_message(job, attempt=1))
+                    messages.append(event_message(self._created_event(job, spec, now)))
+            if messages:
+                self._publisher.publish(messages)
+
+        self._in_transaction(work)
+        return results
+
+    def get(self, job_id: str) -> job_pb2.Job:
+        job_id = validation.parse_job_id(job_id)
+
+        def work(conn: psycopg.Connection[Any]) -> job_pb2.Job:
+            job = store.get_job(conn, job_id)
+            if job is None:
+                raise NotFoundError(f"job {job_id} not found")
+            return job
+
+        return self._in_transaction(work)
+
+    def cancel(self, job_id: str, reason: str) -> tuple[job_pb2.Job, str]:
+        """(job after the request, id of the job.cancelled event or "" when only requested)."""
+        job_id = validation.parse_job_id(job_id)
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[job_pb2.Job, str]:
+            row = self._locked_row(conn, job_id)
+            status = row["status"]
+            if status == "cancelled":
+                return store.job_from_row(row), ""  # idempotent no-op
+            if status == "running":
+                # Version unchanged: no transition happened yet and no event is published; the
+                # processor running it makes the transition (and its event) when it stops.
+                row = self._update(conn, job_id, "cancel_requested = true", bump=False)
+                self._publisher.publish([cancel_broadcast(job_id)])
+                return store.job_from_row(row), ""
+            if status not in ("pending", "retry_scheduled"):
+                raise ConflictError(
+                    f"job {job_id} is {status}; only pending, retry_scheduled "
+                    "or running jobs can be cancelled"
+                )
+            row = self._update(
+                conn, job_id, "status = 'cancelled', finished_at = now(), next_attempt_at = NULL"
+            )
+            # attempt 0: no attempt was running, the job was stopped while waiting.
+            envelope = self._event(row, job_cancelled=event_pb2.JobCancelled(reason=reason))
+            self._publisher.publish([event_message(envelope)])
+            return store.job_from_row(row), envelope.event_id
+
+        return self._in_transaction(work)
+
+    def retry(self, job_id: str) -> tuple[job_pb2.Job, str]:
+        """Re-queues a failed, dead-lettered or cancelled job; (job, job.retry_scheduled id)."""
+        job_id = validation.parse_job_id(job_id)
+
+        def work(conn: psycopg.Connection[Any]) -> tuple[job_pb2.Job, str]:
+            row = self._locked_row(conn, job_id)
+            if row["status"] not in RETRYABLE:
+                raise ConflictError(
+                    f"job {job_id} is {row['status']}; only {', '.join(RETRYABLE)} jobs can be "
+                    "retried"
+                )
+            job, messages = self._requeue(conn, store.job_from_row(row))
+            self._publisher.publish(messages)
+            return job, messages[-1].message_id or ""
+
+        return self._in_transaction(work)
+
+    def retry_failed(self) -> int:
+        """Re-queues every FAILED and DEAD_LETTERED job; returns how many."""
+        total = 0
+        while True:
+
+            def work(conn: psycopg.Connection[Any]) -> int:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    rows = cur.execute(
+                        "SELECT * FROM jobs WHERE status = ANY(%s) ORDER BY created_at"
+                        " LIMIT %s FOR UPDATE SKIP LOCKED",
+                        (list(RETRY_ALL), RETRY_ALL_CHUNK),
+                    ).fetchall()
+                messages: list[Message] = []
+                for row in rows:
+                    messages += self._requeue(conn, store.job_from_row(row))[1]
+                if messages:
+                    self._publisher.publish(messages)
+                return len(rows)
+
+            done = self._in_transaction(work)
+            total += done
+            if done < RETRY_ALL_CHUNK:
+                return total
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _in_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Runs `work` in one transaction; backend failures become UnavailableError."""
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                return work(conn)
+        except BrokerUnavailableError as error:
+            raise UnavailableError(str(error)) from error
+        except psycopg.OperationalError as error:
+            raise UnavailableError(f"database unavailable: {error}") from error
+
+    def _locked_row(self, conn: psycopg.Connection[Any], job_id: str) -> dict[str, Any]:
+        row = store.get_row(conn, job_id, for_update=True)
+        if row is None:
+            raise NotFoundError(f"job {job_id} not found")
+        return row
+
+    def _update(
+        self,
+        conn: psycopg.Connection[Any],
+        job_id: str,
+        assignments: str,
+        params: Sequence[object] = (),
+        *,
+        bump: bool = True,
+    ) -> dict[str, Any]:
+        """Updates a locked row; `assignments` is SQL from this module, values go in `params`."""
+        version = ", version = version + 1" if bump else ""
+        # Only constant SQL from this module is interpolated; every value is a parameter.
+        sql = (
+            f"UPDATE jobs SET {assignments}, updated_at = now(){version} WHERE id = %s RETURNING *"  # noqa: S608
+        )
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(sql.encode(), (*params, job_id)).fetchone()
+        assert row is not None  # the row is locked by this transaction
+        return row
+
+    def _requeue(
+        self, conn: psycopg.Connection[Any], job: job_pb2.Job
+    ) -> tuple[job_pb2.Job, list[Message]]:
+        row = self._update(
+            conn,
+            job.id,
+            "status = 'pending', max_attempts = attempts + %s, cancel_requested = false,"
+            " finished_at = NULL, next_attempt_at = NULL, last_error = '', worker = '',"
+            " lease_until = NULL",
+            (retry_budget(job, self._limits),),
+        )
+        requeued = store.job_from_row(row)
+        retry = event_pb2.JobRetryScheduled(attempt=requeued.attempts)
+        retry.delay.FromSeconds(0)
+        retry.next_attempt_at.FromDatetime(row["updated_at"])
+        envelope = self._event(row, job_retry_scheduled=retry)
+        return requeued, [work_message(requeued, requeued.attempts + 1), event_message(envelope)]
+
+    def _event(self, row: dict[str, Any], **payload: object) -> event_pb2.EventEnvelope:
+        return events.envelope(
+            job_id=str(row["id"]),
+            version=row["version"],
+            occurred_at=row["updated_at"],
+            correlation_id=row["correlation_id"],
+            producer=self._producer,
+            **payload,
+        )
+
+    def _new_job(self, spec: job_pb2.JobSpec, correlation_id: str, now: datetime) -> job_pb2.Job:
+        resolved = validation.resolve(spec, self._limits)
+        job = job_pb2.Job(
+            id=str(uuid.uuid4()),
+            type=spec.type,
+            payload=spec.payload,
+            priority=spec.priority,
+            status=job_pb2.JOB_STATUS_PENDING,
+            max_attempts=resolved.max_attempts,
+            timeout=resolved.timeout,
+            idempotency_key=spec.idempotency_key,
+            correlation_id=correlation_id,
+        )
+        job.created_at.FromDatetime(now)
+        job.updated_at.FromDatetime(now)
+        return job
+
+    def _created_event(
+        self, job: job_pb2.Job, spec: job_pb2.JobSpec, now: datetime
+    ) -> event_pb2.EventEnvelope:
+        created = event_pb2.JobCreated(
+            spec=spec, max_attempts=job.max_attempts, timeout=job.timeout
+        )
+        return events.envelope(
+            job_id=job.id,
+            version=1,
+            occurred_at=now,
+            correlation_id=job.correlation_id,
+            producer=self._producer,
+            job_created=created,
+        )
+
+
+class Jobs(Protocol):
+    """What the HTTP and gRPC front ends need (JobService; a fake in their unit tests)."""
+
+    def submit(self, specs: Sequence[job_pb2.JobSpec], correlation_id: str) -> list[Submitted]: ...
+    def get(self, job_id: str) -> job_pb2.Job: ...
+    def cancel(self, job_id: str, reason: str) -> tuple[job_pb2.Job, str]: ...
+    def retry(self, job_id: str) -> tuple[job_pb2.Job, str]: ...
+    def retry_failed(self) -> int: ...
