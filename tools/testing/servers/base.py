@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import os
 import shlex
 import signal
@@ -26,6 +27,8 @@ from tools.testing.servers.procs import ProcessId
 
 # How long force-killed processes get to disappear, and children to be reaped.
 _KILL_WAIT_SECONDS = 10.0
+# Starts tried when another process took one of our ports between picking and binding.
+_PORT_RACE_ATTEMPTS = 3
 
 
 class ServerError(RuntimeError):
@@ -95,20 +98,30 @@ class Server(ABC, Generic[InfoT]):
         """Starts the server and returns once it accepts connections (or raises ServerError)."""
         if self._state is not _State.NEW:
             raise ServerError(f"{self!r}: start() can be called once")
-        self._state = _State.STARTING
-        registry.register(self)
         began = time.monotonic()
-        try:
-            info = self._launch()
-            self._info = info
-            self._wait_until(lambda: self._ready(info), self.ready_timeout, "it to be ready")
-        except BaseException:
-            # Keep the startup error; a failure to clean up is noted in the log instead.
+        for attempt in range(1, _PORT_RACE_ATTEMPTS + 1):
+            self._state = _State.STARTING
+            registry.register(self)
+            log_start = self._log_size()
             try:
-                self._force_stop()
-            except ServerError as error:
-                self._note(str(error))
-            raise
+                info = self._launch()
+                self._info = info
+                ready = functools.partial(self._ready, info)
+                self._wait_until(ready, self.ready_timeout, "it to be ready")
+                break
+            except BaseException as error:
+                # Keep the startup error; a failure to clean up is noted in the log instead.
+                try:
+                    self._force_stop()
+                except ServerError as cleanup_error:
+                    self._note(str(cleanup_error))
+                # A free port picked a moment ago can be taken by another test's server before
+                # ours binds it: start again on new ports rather than fail the test.
+                lost_race = isinstance(error, ServerError) and self._port_taken_since(log_start)
+                if not lost_race or attempt == _PORT_RACE_ATTEMPTS:
+                    raise
+                self._note(f"a port was taken before the server bound it; retry {attempt}")
+                self._spawned, self._tracked = [], set()
         self._track()
         self.startup_seconds = time.monotonic() - began
         self._state = _State.RUNNING
@@ -278,6 +291,21 @@ class Server(ABC, Generic[InfoT]):
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
+
+    def _log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def _port_taken_since(self, offset: int) -> bool:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(offset)
+                text = log.read().decode("utf-8", "replace").lower()
+        except OSError:
+            return False
+        return "eaddrinuse" in text or "address already in use" in text
 
     def _note(self, message: str) -> None:
         with contextlib.suppress(OSError), self.log_path.open("a") as log:

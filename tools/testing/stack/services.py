@@ -42,11 +42,10 @@ _PORT_VARS = {
 
 
 def program(service: str) -> list[str]:
-    """The command that runs a service: its py_binary from the test's runfiles under Bazel."""
+    """The command that runs a service: its `:main` py_binary from the runfiles under Bazel."""
     if "TEST_SRCDIR" in os.environ:
-        binary = (
-            Path(os.environ["TEST_SRCDIR"]) / os.environ["TEST_WORKSPACE"] / "services" / service
-        ) / service
+        runfiles = Path(os.environ["TEST_SRCDIR"]) / os.environ["TEST_WORKSPACE"]
+        binary = runfiles / "services" / service / "main"
         if binary.is_file():
             return [str(binary)]
     return [sys.executable, "-m", f"services.{service}.main"]
