@@ -18,11 +18,11 @@ from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
 from services.aggregates.store import Aggregates
-from services.common import amqp, events, http_json, rabbitmq_management, redis_store, topology
+from services.common import amqp, http_json, rabbitmq_management, redis_store, topology
 from services.common import mongo as mongo_client
 from services.metrics_engine.config import MetricsEngineConfig
 from services.metrics_engine.documents import COLLECTION, DATABASE
-from services.metrics_engine.sample_events import JobStory
+from services.metrics_engine.sample_events import JobStory, publish
 from services.metrics_engine.service import MetricsEngine, start
 from tools.testing.servers import MongoServer, RabbitMQServer, RedisServer
 from tools.testing.servers.fixtures import server_fixture
@@ -64,22 +64,6 @@ def engine(
     running.stop()
 
 
-def publish(rabbitmq: RabbitMQServer, envelopes: list[event_pb2.EventEnvelope]) -> None:
-    connection = amqp.connect(rabbitmq.info.amqp_url)
-    try:
-        channel = amqp.confirmed_channel(connection)
-        topology.declare(channel)
-        for envelope in envelopes:
-            amqp.publish_confirmed(
-                channel,
-                exchange=topology.EVENTS_EXCHANGE,
-                routing_key=events.routing_key(envelope),
-                body=envelope.SerializeToString(),
-            )
-    finally:
-        connection.close()
-
-
 def stories(now: datetime) -> list[JobStory]:
     return [
         JobStory(now, "email").created().started(1, 30).completed(1, 200),
@@ -114,8 +98,8 @@ def test_each_event_stored_once_and_aggregates_exact(
     jobs = stories(datetime.now(UTC) - timedelta(seconds=5))
     all_events = [e for story in jobs for e in story.events]
     # Every event once, then duplicates: a replayed batch, and one event published three times.
-    publish(rabbitmq, all_events)
-    publish(rabbitmq, [*all_events[:6], all_events[2], all_events[2]])
+    publish(rabbitmq.info.amqp_url, all_events)
+    publish(rabbitmq.info.amqp_url, [*all_events[:6], all_events[2], all_events[2]])
 
     stored = wait_for(
         lambda: mongo_events(mongo),
@@ -174,7 +158,7 @@ def test_each_event_stored_once_and_aggregates_exact(
     assert 0 < stats.end_to_end.p50.ToMilliseconds() <= stats.end_to_end.p99.ToMilliseconds()
 
     # An older event arriving late does not move its job back.
-    publish(rabbitmq, [_copy_with_new_id(jobs[0].events[1])])
+    publish(rabbitmq.info.amqp_url, [_copy_with_new_id(jobs[0].events[1])])
     wait_for(lambda: aggregates.totals()["started"], what="the late event", until=lambda n: n == 6)
     assert counts(aggregates.stats().by_status)["JOB_STATUS_COMPLETED"] == 2
 
@@ -207,7 +191,7 @@ def test_a_store_down_keeps_events_unacked_until_it_is_back(
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     broken = start(broken_config)
     try:
-        publish(rabbitmq, story.events)
+        publish(rabbitmq.info.amqp_url, story.events)
         # Delivered but not stored in both places: nothing may be acked.
         wait_for(
             lambda: rabbitmq_management.queue(management, topology.METRICS_QUEUE, auth=auth),
@@ -263,7 +247,7 @@ def test_a_lost_broker_connection_is_reopened(
     http_json.request_json(
         "DELETE", f"{info.management_url}/api/connections/{urllib.parse.quote(ours[0])}", auth=auth
     )
-    publish(rabbitmq, JobStory(datetime.now(UTC)).created().events)
+    publish(rabbitmq.info.amqp_url, JobStory(datetime.now(UTC)).created().events)
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     wait_for(
         lambda: aggregates.totals()["submitted"],
@@ -289,7 +273,7 @@ def test_an_undecodable_delivery_is_dropped_without_blocking_the_queue(
         )
     finally:
         connection.close()
-    publish(rabbitmq, JobStory(datetime.now(UTC)).created().events)
+    publish(rabbitmq.info.amqp_url, JobStory(datetime.now(UTC)).created().events)
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     wait_for(
         lambda: aggregates.totals()["submitted"], what="the good event", until=lambda n: n == 1

@@ -9,7 +9,7 @@ from google.protobuf.duration_pb2 import Duration
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
-from services.common import events
+from services.common import amqp, events, topology
 
 PRODUCER = event_pb2.Producer(service="test", instance_id="test/1", version="0")
 
@@ -80,3 +80,20 @@ class JobStory:
         )
         self._add(timedelta(milliseconds=1), job_dead_lettered=dead)
         return self
+
+
+def publish(amqp_url: str, envelopes: list[event_pb2.EventEnvelope]) -> None:
+    """Publishes events as the services do: confirmed, to the events exchange, by type."""
+    connection = amqp.connect(amqp_url)
+    try:
+        channel = amqp.confirmed_channel(connection)
+        topology.declare(channel)
+        for envelope in envelopes:
+            amqp.publish_confirmed(
+                channel,
+                exchange=topology.EVENTS_EXCHANGE,
+                routing_key=events.routing_key(envelope),
+                body=envelope.SerializeToString(),
+            )
+    finally:
+        connection.close()

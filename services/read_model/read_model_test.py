@@ -26,11 +26,11 @@ from observatory.readmodel.v1 import read_model_pb2 as rm
 from observatory.readmodel.v1 import read_model_pb2_grpc
 
 from services.aggregates.store import Aggregates
-from services.common import amqp, events, postgres, redis_store, topology
+from services.common import postgres, redis_store, topology
 from services.common.config import Backends
 from services.jobstore import store
 from services.metrics_engine.config import MetricsEngineConfig
-from services.metrics_engine.sample_events import JobStory
+from services.metrics_engine.sample_events import JobStory, publish
 from services.metrics_engine.service import start as start_engine
 from services.read_model.config import ReadModelConfig
 from services.read_model.service import ReadModelService
@@ -78,22 +78,6 @@ def backends(
             f"http://{info.username}:{info.password}@{info.host}:{info.management_port}"
         ),
     )
-
-
-def publish(amqp_url: str, envelopes: list[event_pb2.EventEnvelope]) -> None:
-    connection = amqp.connect(amqp_url)
-    try:
-        channel = amqp.confirmed_channel(connection)
-        topology.declare(channel)
-        for envelope in envelopes:
-            amqp.publish_confirmed(
-                channel,
-                exchange=topology.EVENTS_EXCHANGE,
-                routing_key=events.routing_key(envelope),
-                body=envelope.SerializeToString(),
-            )
-    finally:
-        connection.close()
 
 
 def seed_jobs(dsn: str) -> list[job_pb2.Job]:
