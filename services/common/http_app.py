@@ -10,9 +10,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+import swagger_ui_bundle  # type: ignore[import-untyped]
 import uvicorn
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 # name -> probe; a probe raises (or returns False) when its dependency is unreachable.
@@ -45,6 +48,24 @@ def ops_app(title: str, readiness: ReadinessChecks, **fastapi_options: object) -
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def add_docs(app: FastAPI, title: str) -> None:
+    """`/docs`: Swagger UI over `/openapi.json`, its assets served from the swagger-ui-bundle
+    package (no CDN: the machine may be offline). Create the app with `docs_url=None`."""
+    # follow_symlink: under Bazel the package's files are symlinks into the @pip repository.
+    assets = StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path), follow_symlink=True)
+    app.mount("/docs/assets", assets, "docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=title,
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )
 
 
 class HttpServer:

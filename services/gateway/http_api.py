@@ -10,19 +10,16 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from observatory.jobs.v1 import job_pb2
 
 from services.common import logs
-from services.common.http_app import ReadinessChecks, ops_app
+from services.common.http_app import ReadinessChecks, add_docs, ops_app
 from services.gateway import metrics, validation
 from services.gateway.config import Limits
 from services.gateway.service import ConflictError, Jobs, NotFoundError, Submitted, UnavailableError
@@ -108,7 +105,7 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
         docs_url=None,
         redoc_url=None,
     )
-    _add_docs(app)
+    add_docs(app, "Observatory gateway")
     _add_error_handlers(app)
 
     @app.middleware("http")
@@ -170,23 +167,6 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
             return {"retried": jobs.retry_failed()}
 
     return app
-
-
-def _add_docs(app: FastAPI) -> None:
-    """Swagger UI from the swagger-ui-bundle package: works offline (no CDN)."""
-    # follow_symlink: under Bazel the package's files are symlinks into the external repo.
-    assets = StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path), follow_symlink=True)
-    app.mount("/docs/static", assets, "docs")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Observatory gateway",
-            swagger_js_url="/docs/static/swagger-ui-bundle.js",
-            swagger_css_url="/docs/static/swagger-ui.css",
-            swagger_favicon_url="/docs/static/favicon-32x32.png",
-        )
 
 
 def _add_error_handlers(app: FastAPI) -> None:

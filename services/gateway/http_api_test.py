@@ -126,9 +126,9 @@ def test_openapi_and_offline_docs(client: TestClient) -> None:
     schema = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]["application/json"]
     assert "priority" in schema["schema"]["properties"]
     docs = client.get("/docs").text
-    assert "/docs/static/swagger-ui-bundle.js" in docs
+    assert "/docs/assets/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower()
-    assert client.get("/docs/static/swagger-ui-bundle.js").status_code == 200
+    assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
 
 
 def test_ops_endpoints(client: TestClient) -> None:

@@ -20,6 +20,7 @@ from services.common import lifecycle, logs
 from services.common.config import ConfigError, Env
 from services.gateway.app import start
 from services.gateway.config import GatewayConfig
+from services.jobstore import migrate
 
 log = logging.getLogger("services.gateway")
 
@@ -32,6 +33,8 @@ def main() -> int:
         print(f"gateway: configuration error: {error}", file=sys.stderr)
         return 2
     stop = lifecycle.shutdown_event()
+    if not migrate.migrate_when_reachable(config.postgres_dsn, stop, "gateway migrate"):
+        return 0  # stopped while waiting for PostgreSQL
     try:
         gateway = start(config)
     except (psycopg.Error, OSError) as error:

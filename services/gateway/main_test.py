@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -57,3 +60,31 @@ def test_production_mode_requires_credentials() -> None:
         )
     )
     assert config.amqp_url.startswith("amqp://svc:")
+
+
+def test_waits_for_postgresql_at_start_up_and_stops_on_sigterm() -> None:
+    # Nothing listens on the port: the gateway must wait (with backoff), not exit.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.gateway.main"],
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "POSTGRES_DSN": f"postgresql://postgres@127.0.0.1:{port}/observatory",
+            "GATEWAY_GRPC_PORT": "0",
+            "GATEWAY_HTTP_PORT": "0",
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert process.poll() is None, "exited instead of waiting for PostgreSQL"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    assert "unavailable, retrying" in stderr

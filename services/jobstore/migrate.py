@@ -7,12 +7,20 @@ start-ups (N processors) apply each migration exactly once.
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import psycopg
+
+from services.common import postgres
+from services.common.config import redact
+from services.common.lifecycle import backoff
+
+log = logging.getLogger(__name__)
 
 # Any constant works; it only has to be the same for every process of the project.
 _LOCK_ID = 0x0B5E_4A70
@@ -56,3 +64,22 @@ def migrate(conn: psycopg.Connection[Any]) -> list[int]:
                 )
             applied_now.append(migration.version)
     return applied_now
+
+
+def migrate_when_reachable(dsn: str, stop: threading.Event, application_name: str) -> bool:
+    """Applies the migrations, waiting for PostgreSQL with backoff; False if stopped first.
+
+    Every service that uses the job store calls this at start-up, so start order does not
+    matter and a database that is still starting is waited for, not a reason to exit.
+    """
+    delays = backoff()
+    while not stop.is_set():
+        try:
+            with postgres.connect(dsn, application_name=application_name) as conn:
+                applied = migrate(conn)
+            log.info("job store schema ready (applied now: %s)", applied)
+            return True
+        except psycopg.OperationalError as error:
+            log.warning("postgresql %s unavailable, retrying: %s", redact(dsn), error)
+            stop.wait(next(delays))
+    return False

@@ -5,33 +5,15 @@ from __future__ import annotations
 import logging
 import threading
 
-import psycopg
-
 import services.jobtypes.builtin  # noqa: F401 (registers the built-in job types)
 from services.common import postgres
 from services.common.config import redact
 from services.common.http_app import HttpServer, ops_app
-from services.common.lifecycle import backoff
 from services.jobstore import migrate
 from services.processor.config import ProcessorConfig
 from services.processor.consumer import Consumer
 
 log = logging.getLogger(__name__)
-
-
-def migrate_when_reachable(dsn: str, stop: threading.Event) -> bool:
-    """Applies the job store migrations, waiting for PostgreSQL; False if stopped first."""
-    delays = backoff()
-    while not stop.is_set():
-        try:
-            with postgres.connect(dsn, application_name="processor migrate") as conn:
-                applied = migrate.migrate(conn)
-            log.info("job store schema ready (applied now: %s)", applied)
-            return True
-        except psycopg.OperationalError as error:
-            log.warning("postgresql %s unavailable, retrying: %s", redact(dsn), error)
-            stop.wait(next(delays))
-    return False
 
 
 def postgres_probe(dsn: str) -> None:
@@ -60,7 +42,7 @@ def run(
     http = HttpServer(app, config.http_host, config.http_port).start()
     log.info("ops HTTP on %s:%d", config.http_host, http.port)
     try:
-        if not migrate_when_reachable(config.postgres_dsn, stop):
+        if not migrate.migrate_when_reachable(config.postgres_dsn, stop, "processor migrate"):
             return
         if ready is not None:
             ready.set()

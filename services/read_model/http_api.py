@@ -11,12 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.staticfiles import StaticFiles
+from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from observatory.events.v1 import event_pb2
@@ -24,7 +21,7 @@ from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2 as rm
 from starlette.concurrency import run_in_threadpool
 
-from services.common.http_app import ops_app
+from services.common.http_app import add_docs, ops_app
 from services.read_model.alerts import to_proto
 from services.read_model.errors import UNAVAILABLE_ERRORS, InvalidArgumentError, NotFoundError
 from services.read_model.reader import ReadModel
@@ -90,9 +87,7 @@ def create_app(
         redoc_url=None,
         description="Read-only queries over jobs, events, queues and alerts (mirror of gRPC).",
     )
-    # Bazel runfiles are symlinks into the @pip repository: follow them.
-    assets = StaticFiles(directory=swagger_ui_bundle.swagger_ui_path, follow_symlink=True)
-    app.mount("/docs/assets", assets, "assets")
+    add_docs(app, "Observatory read model")
 
     @app.exception_handler(InvalidArgumentError)
     def invalid(_request: Request, error: InvalidArgumentError) -> JSONResponse:
@@ -117,16 +112,6 @@ def create_app(
             return JSONResponse(
                 {"error": f"backend unavailable: {type(error).__name__}"}, status_code=503
             )
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="Observatory read model",
-            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs/assets/swagger-ui.css",
-            swagger_favicon_url="/docs/assets/favicon-32x32.png",
-        )
 
     @app.get("/stats", summary="Counts, throughput series and latency quantiles")
     def stats() -> dict[str, Any]:

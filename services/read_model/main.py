@@ -7,6 +7,7 @@ import sys
 
 from services.common import lifecycle, logs
 from services.common.config import ConfigError
+from services.jobstore import migrate
 from services.read_model.config import ReadModelConfig
 from services.read_model.service import start
 
@@ -20,6 +21,9 @@ def main() -> int:
         log.error("bad configuration: %s", error)
         return 2
     stop = lifecycle.shutdown_event()
+    dsn = config.backends.postgres_dsn
+    if not migrate.migrate_when_reachable(dsn, stop, "read-model migrate"):
+        return 0  # stopped while waiting for PostgreSQL
     service = start(config)
     log.info(
         "ready; gRPC on %s:%d, HTTP on %s:%d",

@@ -208,7 +208,6 @@ def test_killed_processor_loses_and_duplicates_nothing(
     gateway: gateway_pb2_grpc.JobServiceStub,
     read_model: read_model_pb2_grpc.ReadModelServiceStub,
 ) -> None:
-    completed_before = read_model.GetStats(read_model_pb2.GetStatsRequest()).stats
     job_ids = submit(gateway, [spec("sleep", {"seconds": 0.05}) for _ in range(200)])
     victim = pipeline.processors[0]
     wait_for(
@@ -232,16 +231,19 @@ def test_killed_processor_loses_and_duplicates_nothing(
     finally:
         client.close()
 
-    def completed_counted() -> int:
+    # The stats must agree exactly with PostgreSQL: a completion counted twice would exceed it.
+    with postgres.connect(pipeline.postgres.info.dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()
+    completed_in_postgres = row[0] if row else 0
+
+    def completed_in_stats() -> int:
         stats = read_model.GetStats(read_model_pb2.GetStatsRequest()).stats
-        now = {c.status: c.count for c in stats.by_status}
-        before = {c.status: c.count for c in completed_before.by_status}
-        completed = job_pb2.JOB_STATUS_COMPLETED
-        return now.get(completed, 0) - before.get(completed, 0)
+        counts = {c.status: c.count for c in stats.by_status}
+        return counts.get(job_pb2.JOB_STATUS_COMPLETED, 0)
 
     wait_for(
-        completed_counted,
-        until=lambda counted: counted == len(job_ids),
-        what=f"stats to count each of the {len(job_ids)} jobs exactly once",
+        completed_in_stats,
+        until=lambda counted: counted == completed_in_postgres,
+        what=f"stats to count exactly the {completed_in_postgres} completed jobs in PostgreSQL",
         timeout=60,
     )
