@@ -9,6 +9,7 @@ from services.aggregates.store import Aggregates
 from services.common import mongo, redis_store
 from services.common.config import redact
 from services.common.http_app import HttpServer, ops_app
+from services.metrics_engine import queue_gauges
 from services.metrics_engine.config import MetricsEngineConfig
 from services.metrics_engine.consumer import Consumer
 from services.metrics_engine.documents import COLLECTION, DATABASE
@@ -29,6 +30,12 @@ class MetricsEngine:
         self._thread = threading.Thread(
             target=self.consumer.run, args=(self._stop,), name="consumer", daemon=True
         )
+        self._gauges = threading.Thread(
+            target=queue_gauges.poll,
+            args=(config.amqp_url, self._stop),
+            name="queue-gauges",
+            daemon=True,
+        )
         app = ops_app(
             "metrics-engine",
             {
@@ -48,12 +55,14 @@ class MetricsEngine:
     def start(self) -> MetricsEngine:
         self.http.start()
         self._thread.start()
+        self._gauges.start()
         return self
 
     def stop(self, timeout: float = 15.0) -> None:
         """Finishes the batch in hand (acked or left for redelivery), then closes everything."""
         self._stop.set()
         self._thread.join(timeout)
+        self._gauges.join(timeout)
         self.http.stop()
         self._redis.close()
         self._mongo.close()

@@ -18,5 +18,19 @@ DURATION = Histogram(
     ["type"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+# Project-owned latency, independent of any broker: how long a job waited in the queue before an
+# attempt started, and how long it took from submission to its final state.
+QUEUE_WAIT = Histogram(
+    "processor_queue_wait_seconds",
+    "Time from eligible (created, or backoff over) to attempt start",
+    ["type"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+END_TO_END = Histogram(
+    "processor_job_end_to_end_seconds",
+    "Time from submission to completed, failed or dead-lettered",
+    ["type"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
 IN_FLIGHT = Gauge("processor_jobs_in_flight", "Attempts running now")
 POISON = Counter("processor_poison_messages_total", "Messages rejected as poison", ["kind"])

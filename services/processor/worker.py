@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf import json_format
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from services.common import events, topology
 from services.common.logs import correlation
@@ -62,6 +62,7 @@ class Effects:
     retry: tuple[int, int] | None = None  # (attempt, delay in ms) of a work message to delay
     dead_reason: str | None = None  # publish the message to the dead-letter exchange
     counters: list[Counter] = field(default_factory=list)
+    observations: list[tuple[Histogram, float]] = field(default_factory=list)  # (histogram, s)
     started: Row | None = None  # the row of an attempt that just started
 
 
@@ -130,10 +131,12 @@ class Worker:
                 conn, job.id, attempt=attempt, worker=self.identity, now=now, lease=self._lease
             )
             payload = event_pb2.JobStarted(attempt=attempt, worker=self.identity)
-            payload.queue_wait.FromTimedelta(max(now - (eligible_since or now), timedelta(0)))
+            queue_wait = max(now - (eligible_since or now), timedelta(0))
+            payload.queue_wait.FromTimedelta(queue_wait)
             return Effects(
                 [event(started, job_started=payload)],
                 counters=[metrics.STARTED],
+                observations=[(metrics.QUEUE_WAIT, queue_wait.total_seconds())],
                 started=started,
             )
         if action is Action.REPLAY:
@@ -278,6 +281,9 @@ class Worker:
             row = transitions.set_status(conn, job_id, status, now, error=result.error)
             effects.dead_reason = MAX_ATTEMPTS_EXHAUSTED
             effects.counters.append(metrics.DEAD_LETTERED)
+        if step in (Step.COMPLETE, Step.FAIL, Step.DEAD_LETTER):
+            end_to_end = (now - row["created_at"]).total_seconds()
+            effects.observations.append((metrics.END_TO_END, end_to_end))
         effects.events = self._last_event(conn, row)
         return effects
 
@@ -329,6 +335,8 @@ class Worker:
             )
         for counter in effects.counters:
             counter.labels(job.type).inc()
+        for histogram, seconds in effects.observations:
+            histogram.labels(job.type).observe(seconds)
 
     def _publish_event(self, envelope: event_pb2.EventEnvelope) -> None:
         self._publisher.publish(
