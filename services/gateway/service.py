@@ -20,12 +20,18 @@ from observatory.jobs.v1 import job_pb2
 from psycopg.rows import dict_row
 
 from services.common import events, topology
+from services.common.wire import (
+    ATTEMPT_HEADER,
+    CONTRACT_MAJOR,
+    EVENT_MESSAGE_TYPE,
+    JOB_MESSAGE_TYPE,
+    VERSION_HEADER,
+)
 from services.gateway import validation
 from services.gateway.config import Limits
 from services.gateway.publisher import BrokerUnavailableError, Message
 from services.jobstore import store
 
-CONTRACT_MAJOR = "1"  # x-contract-version header of work messages
 RETRYABLE = ("failed", "dead_lettered", "cancelled")
 RETRY_ALL = ("failed", "dead_lettered")
 RETRY_ALL_CHUNK = 500  # jobs re-queued per transaction by retry_failed
@@ -67,8 +73,8 @@ def work_message(job: job_pb2.Job, attempt: int) -> Message:
         exchange=topology.JOBS_EXCHANGE,
         routing_key=topology.WORK_ROUTING_KEY,
         body=job.SerializeToString(),
-        type="observatory.jobs.v1.Job",
-        headers={"x-attempt": attempt, "x-contract-version": CONTRACT_MAJOR},
+        type=JOB_MESSAGE_TYPE,
+        headers={ATTEMPT_HEADER: attempt, VERSION_HEADER: CONTRACT_MAJOR},
         priority=job.priority,
         correlation_id=job.correlation_id,
     )
@@ -79,7 +85,7 @@ def event_message(envelope: event_pb2.EventEnvelope) -> Message:
         exchange=topology.EVENTS_EXCHANGE,
         routing_key=events.routing_key(envelope),
         body=envelope.SerializeToString(),
-        type="observatory.events.v1.EventEnvelope",
+        type=EVENT_MESSAGE_TYPE,
         message_id=envelope.event_id,
         correlation_id=envelope.correlation_id,
     )

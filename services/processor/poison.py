@@ -9,11 +9,8 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 from observatory.jobs.v1 import job_pb2
 
+from services.common.wire import ATTEMPT_HEADER, CONTRACT_MAJOR, VERSION_HEADER
 from services.jobtypes import registry
-
-CONTRACT_VERSION = "1"
-ATTEMPT_HEADER = "x-attempt"
-VERSION_HEADER = "x-contract-version"
 
 
 class PoisonMessageError(Exception):
@@ -43,9 +40,9 @@ def parse_work_message(body: bytes, headers: Mapping[str, object] | None) -> Wor
         if name not in headers:
             raise PoisonMessageError("missing_header", f"missing header {name}")
     version = _text(headers[VERSION_HEADER])
-    if version != CONTRACT_VERSION:
+    if version != CONTRACT_MAJOR:
         raise PoisonMessageError(
-            "contract_version", f"{VERSION_HEADER}: expected {CONTRACT_VERSION!r}, got {version!r}"
+            "contract_version", f"{VERSION_HEADER}: expected {CONTRACT_MAJOR!r}, got {version!r}"
         )
     attempt = headers[ATTEMPT_HEADER]
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:

@@ -12,8 +12,8 @@ from observatory.jobs.v1 import job_pb2
 from pika.adapters.blocking_connection import BlockingChannel
 
 from services.common import topology
+from services.common.wire import ATTEMPT_HEADER, CONTRACT_MAJOR, JOB_MESSAGE_TYPE, VERSION_HEADER
 from services.jobstore import store
-from services.processor.poison import ATTEMPT_HEADER, CONTRACT_VERSION, VERSION_HEADER
 
 
 def make_job(
@@ -49,14 +49,14 @@ def publish_work(
     """Publishes a work message (`channel` in confirm mode); `body`/`headers` override for
     poison-message tests."""
     if headers is None:
-        headers = {ATTEMPT_HEADER: attempt, VERSION_HEADER: CONTRACT_VERSION}
+        headers = {ATTEMPT_HEADER: attempt, VERSION_HEADER: CONTRACT_MAJOR}
     channel.basic_publish(
         topology.JOBS_EXCHANGE,
         topology.WORK_ROUTING_KEY,
         job.SerializeToString() if body is None else body,
         pika.BasicProperties(
             content_type="application/x-protobuf",
-            type="observatory.jobs.v1.Job",
+            type=JOB_MESSAGE_TYPE,
             headers=dict(headers),
             priority=job.priority,
             delivery_mode=pika.DeliveryMode.Persistent,

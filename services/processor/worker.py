@@ -24,6 +24,13 @@ from prometheus_client import Counter, Histogram
 
 from services.common import events, topology
 from services.common.logs import correlation
+from services.common.wire import (
+    ATTEMPT_HEADER,
+    CONTRACT_MAJOR,
+    EVENT_MESSAGE_TYPE,
+    JOB_MESSAGE_TYPE,
+    VERSION_HEADER,
+)
 from services.jobstore import store
 from services.jobtypes import registry
 from services.processor import metrics, transitions
@@ -32,9 +39,6 @@ from services.processor.config import ProcessorConfig
 from services.processor.decide import Action, RowState, Step, after_attempt, decide
 from services.processor.jobevents import MAX_ATTEMPTS_EXHAUSTED, event, last_event
 from services.processor.poison import (
-    ATTEMPT_HEADER,
-    CONTRACT_VERSION,
-    VERSION_HEADER,
     PoisonMessageError,
     WorkMessage,
     parse_work_message,
@@ -45,8 +49,6 @@ from services.processor.runner import AttemptResult, run_attempt
 
 log = logging.getLogger(__name__)
 Row = dict[str, Any]
-JOB_MESSAGE_TYPE = "observatory.jobs.v1.Job"
-EVENT_MESSAGE_TYPE = "observatory.events.v1.EventEnvelope"
 
 
 class Disposition(enum.Enum):
@@ -312,7 +314,7 @@ class Worker:
         job = message.job
         if effects.retry is not None:
             attempt, delay_ms = effects.retry
-            headers = {ATTEMPT_HEADER: attempt, VERSION_HEADER: CONTRACT_VERSION}
+            headers = {ATTEMPT_HEADER: attempt, VERSION_HEADER: CONTRACT_MAJOR}
             self._publisher.publish(
                 topology.RETRY_EXCHANGE,
                 topology.retry_queue(delay_ms),
@@ -325,7 +327,7 @@ class Worker:
                 "x-reason": effects.dead_reason,
                 "x-job-id": job.id,
                 "x-attempts": message.attempt,
-                VERSION_HEADER: CONTRACT_VERSION,
+                VERSION_HEADER: CONTRACT_MAJOR,
             }
             self._publisher.publish(
                 topology.DEAD_EXCHANGE,
