@@ -40,6 +40,7 @@ from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, R
 from tools.testing.servers.fixtures import server_fixture
 from tools.testing.servers.net import free_port
 from tools.testing.servers.programs import child_env, python_path
+from tools.testing.stack.backends import management_url
 from tools.testing.waiting import wait_for
 
 pytest_plugins = ["tools.testing.servers.pytest_plugin"]
@@ -74,9 +75,7 @@ def backends(
         postgres_dsn=pg.info.dsn,
         redis_url=redis_db.info.url,
         mongo_url=mongo.info.url,
-        rabbitmq_management_url=(
-            f"http://{info.username}:{info.password}@{info.host}:{info.management_port}"
-        ),
+        rabbitmq_management_url=management_url(info),
     )
 
 

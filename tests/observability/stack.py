@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, RedisServer
-from tools.testing.servers.fixtures import serve
+from tools.testing.servers import RabbitMQServer
+from tools.testing.stack.backends import running_backends
 from tools.testing.stack.services import ServiceProcess
 
-serving = contextlib.contextmanager(serve)
 SERVICES = ("gateway", "processor", "metrics_engine", "read_model")
 
 
@@ -32,21 +31,9 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(root: Path) -> Iterator[Stack]:
-    with (
-        serving(RabbitMQServer(root / "rabbitmq")) as rabbitmq,
-        serving(PostgresServer(root / "postgres")) as postgres,
-        serving(MongoServer(root / "mongo")) as mongo,
-        serving(RedisServer(root / "redis")) as redis,
-    ):
-        amqp = rabbitmq.info
+    with running_backends(root) as servers:
         backends = {
-            "AMQP_URL": amqp.amqp_url,
-            "POSTGRES_DSN": postgres.info.dsn,
-            "MONGO_URL": mongo.info.url,
-            "REDIS_URL": redis.info.url,
-            "RABBITMQ_MANAGEMENT_URL": (
-                f"http://{amqp.username}:{amqp.password}@{amqp.host}:{amqp.management_port}"
-            ),
+            **servers.env(),
             # Short retry delays: retried and dead-lettered jobs finish within seconds.
             "PROCESSOR_RETRY_BASE_MS": "100",
         }
@@ -55,7 +42,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
             for name in SERVICES:
                 services[name] = ServiceProcess(root / name, name, backends)
                 services[name].start()
-            yield Stack(rabbitmq, services)
+            yield Stack(servers.rabbitmq, services)
         except BaseException:
             print("\n".join(s.log_report(40) for s in services.values()))
             raise

@@ -3,7 +3,6 @@ services as real processes (two processors). Shared by the module; each test use
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +10,10 @@ from pathlib import Path
 import pytest
 
 from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, RedisServer
-from tools.testing.servers.fixtures import serve
+from tools.testing.stack.backends import running_backends
 from tools.testing.stack.services import ServiceProcess
 
 pytest_plugins = ["tools.testing.servers.pytest_plugin"]
-
-serving = contextlib.contextmanager(serve)
 
 
 @dataclass
@@ -56,25 +53,16 @@ class Pipeline:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("pipeline")
-    with (
-        serving(RabbitMQServer(root / "rabbitmq")) as rabbitmq,
-        serving(PostgresServer(root / "postgres")) as postgres,
-        serving(MongoServer(root / "mongo")) as mongo,
-        serving(RedisServer(root / "redis")) as redis,
-    ):
-        amqp = rabbitmq.info
-        management = f"http://{amqp.username}:{amqp.password}@{amqp.host}:{amqp.management_port}"
+    with running_backends(root) as servers:
         backends = {
-            "AMQP_URL": rabbitmq.info.amqp_url,
-            "POSTGRES_DSN": postgres.info.dsn,
-            "MONGO_URL": mongo.info.url,
-            "REDIS_URL": redis.info.url,
-            "RABBITMQ_MANAGEMENT_URL": management,
+            **servers.env(),
             # Short retry delays keep the retry tests quick; the shape is what is checked.
             "PROCESSOR_RETRY_BASE_MS": "200",
             "PROCESSOR_LEASE_SECONDS": "3",
         }
-        pipeline = Pipeline(root, backends, rabbitmq, postgres, mongo, redis)
+        pipeline = Pipeline(
+            root, backends, servers.rabbitmq, servers.postgres, servers.mongo, servers.redis
+        )
         try:
             for name in ("gateway", "metrics_engine", "read_model"):
                 pipeline.start_service(name, name)
