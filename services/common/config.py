@@ -79,6 +79,24 @@ class Env:
             raise ConfigError(f"{name}: a password is required outside local mode")
         return value
 
+    # Each backend's variable, local default and accepted schemes, for every service alike.
+    def amqp_url(self) -> str:
+        return self.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps"))
+
+    def postgres_dsn(self) -> str:
+        return self.url("POSTGRES_DSN", LOCAL_POSTGRES_DSN, schemes=("postgresql", "postgres"))
+
+    def redis_url(self) -> str:
+        return self.url("REDIS_URL", LOCAL_REDIS_URL, schemes=("redis", "rediss"))
+
+    def mongo_url(self) -> str:
+        return self.url("MONGO_URL", LOCAL_MONGO_URL, schemes=("mongodb",))
+
+    def rabbitmq_management_url(self) -> str:
+        return self.url(
+            "RABBITMQ_MANAGEMENT_URL", LOCAL_RABBITMQ_MANAGEMENT_URL, schemes=("http", "https")
+        )
+
 
 @dataclass(frozen=True)
 class Backends:
@@ -93,15 +111,11 @@ class Backends:
     @classmethod
     def from_env(cls, env: Env) -> Backends:
         return cls(
-            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
-            postgres_dsn=env.url(
-                "POSTGRES_DSN", LOCAL_POSTGRES_DSN, schemes=("postgresql", "postgres")
-            ),
-            redis_url=env.url("REDIS_URL", LOCAL_REDIS_URL, schemes=("redis", "rediss")),
-            mongo_url=env.url("MONGO_URL", LOCAL_MONGO_URL, schemes=("mongodb",)),
-            rabbitmq_management_url=env.url(
-                "RABBITMQ_MANAGEMENT_URL", LOCAL_RABBITMQ_MANAGEMENT_URL, schemes=("http", "https")
-            ),
+            amqp_url=env.amqp_url(),
+            postgres_dsn=env.postgres_dsn(),
+            redis_url=env.redis_url(),
+            mongo_url=env.mongo_url(),
+            rabbitmq_management_url=env.rabbitmq_management_url(),
         )
 
 

@@ -6,7 +6,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from services.common.config import LOCAL_AMQP_URL, LOCAL_POSTGRES_DSN, Env
+from services.common.config import Env
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,8 @@ class GatewayConfig:
         # Only the two backends the gateway uses (Backends.from_env would demand all five
         # URLs outside local mode).
         return cls(
-            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
-            postgres_dsn=env.url(
-                "POSTGRES_DSN", LOCAL_POSTGRES_DSN, schemes=("postgresql", "postgres")
-            ),
+            amqp_url=env.amqp_url(),
+            postgres_dsn=env.postgres_dsn(),
             host=env.text("GATEWAY_HOST", "127.0.0.1"),
             grpc_port=env.port("GATEWAY_GRPC_PORT", 50051),
             http_port=env.port("GATEWAY_HTTP_PORT", 8080),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.common.config import LOCAL_AMQP_URL, LOCAL_MONGO_URL, LOCAL_REDIS_URL, Env
+from services.common.config import Env
 
 
 @dataclass(frozen=True)
@@ -22,9 +22,9 @@ class MetricsEngineConfig:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsEngineConfig:
         env = Env(environ)
         return cls(
-            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
-            mongo_url=env.url("MONGO_URL", LOCAL_MONGO_URL, schemes=("mongodb",)),
-            redis_url=env.url("REDIS_URL", LOCAL_REDIS_URL, schemes=("redis", "rediss")),
+            amqp_url=env.amqp_url(),
+            mongo_url=env.mongo_url(),
+            redis_url=env.redis_url(),
             http_host=env.text("METRICS_ENGINE_HOST", "127.0.0.1"),
             http_port=env.port("METRICS_ENGINE_HTTP_PORT", 8083),
             prefetch=env.integer("METRICS_ENGINE_PREFETCH", 200, minimum=1, maximum=10_000),

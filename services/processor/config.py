@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import LOCAL_AMQP_URL, LOCAL_POSTGRES_DSN, Env
+from services.common.config import Env
 
 
 @dataclass(frozen=True)
@@ -24,10 +24,8 @@ class ProcessorConfig:
     def from_env(cls, env: Env) -> ProcessorConfig:
         base_ms = env.integer("PROCESSOR_RETRY_BASE_MS", 1000, minimum=1, maximum=3_600_000)
         return cls(
-            amqp_url=env.url("AMQP_URL", LOCAL_AMQP_URL, schemes=("amqp", "amqps")),
-            postgres_dsn=env.url(
-                "POSTGRES_DSN", LOCAL_POSTGRES_DSN, schemes=("postgresql", "postgres")
-            ),
+            amqp_url=env.amqp_url(),
+            postgres_dsn=env.postgres_dsn(),
             prefetch=env.integer("PROCESSOR_PREFETCH", 32, minimum=1, maximum=10_000),
             concurrency=env.integer("PROCESSOR_CONCURRENCY", 4, minimum=1, maximum=256),
             lease_seconds=env.number("PROCESSOR_LEASE_SECONDS", 10.0, minimum=0.5, maximum=3600),
