@@ -1,4 +1,4 @@
-"""The pure parts of the aggregates: what an event changes, event order, quantiles."""
+"""The pure parts of the aggregates: what an event changes, event order."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import itertools
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
 from services.aggregates.facts import UnknownEventError, facts_of, is_newer
-from services.aggregates.quantiles import quantile, summary
 from services.metrics_engine.sample_events import JobStory
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -62,22 +59,3 @@ def test_dead_lettered_counts_as_failed_throughput_and_terminal() -> None:
 def test_an_envelope_without_payload_is_rejected_by_id() -> None:
     with pytest.raises(UnknownEventError, match="e-1"):
         facts_of(event_pb2.EventEnvelope(event_id="e-1", job_id="j"))
-
-
-def test_quantiles_are_nearest_rank() -> None:
-    samples = list(range(1, 101))  # 1..100
-    assert summary(samples) == (50, 95, 99, 100)
-    assert summary([]) == (0.0, 0.0, 0.0, 0)
-    assert summary([7]) == (7, 7, 7, 1)
-    with pytest.raises(ValueError, match="q"):
-        quantile([1.0], 0)
-
-
-@given(st.lists(st.integers(min_value=0, max_value=10**6), min_size=1, max_size=300))
-def test_quantiles_are_observed_ordered_and_bounded(samples: list[int]) -> None:
-    p50, p95, p99, count = summary(samples)
-    assert count == len(samples)
-    assert min(samples) <= p50 <= p95 <= p99 <= max(samples)
-    assert {p50, p95, p99} <= set(samples)
-    # At least q of the samples are at or below the q-quantile.
-    assert sum(s <= p95 for s in samples) >= 0.95 * len(samples)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 
 import swagger_ui_bundle  # type: ignore[import-untyped]
 import uvicorn
@@ -20,6 +22,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 # name -> probe; a probe raises (or returns False) when its dependency is unreachable.
 ReadinessChecks = Mapping[str, Callable[[], object]]
+# /readyz answers within this even while a probed store is frozen (a probe that has not answered
+# by then counts as failed); well under the 2 s orchestrators and the fault suite wait.
+READINESS_TIMEOUT_SECONDS = 1.5
 
 
 def ops_app(title: str, readiness: ReadinessChecks, **fastapi_options: object) -> FastAPI:
@@ -30,14 +35,22 @@ def ops_app(title: str, readiness: ReadinessChecks, **fastapi_options: object) -
         """Live: the process answers. Kubernetes restarts it when this fails."""
         return {"status": "ok"}
 
+    # Probes run side by side on a few threads: a hung one holds a thread, never the answer.
+    probes = ThreadPoolExecutor(max_workers=4 * max(1, len(readiness)), thread_name_prefix="readyz")
+
     @app.get("/readyz", include_in_schema=False)
     def readyz() -> JSONResponse:
         """Ready: every dependency answered just now. Traffic is withheld while it fails."""
+        ends = time.monotonic() + READINESS_TIMEOUT_SECONDS
+        running = {name: probes.submit(probe) for name, probe in readiness.items()}
         failures = {}
-        for name, probe in readiness.items():
+        for name, answer in running.items():
             try:
-                if probe() is False:
+                if answer.result(timeout=max(0.0, ends - time.monotonic())) is False:
                     failures[name] = "not ready"
+            except FutureTimeoutError:
+                answer.cancel()
+                failures[name] = f"no answer within {READINESS_TIMEOUT_SECONDS} s"
             except Exception as error:  # any failure means not ready
                 failures[name] = f"{type(error).__name__}: {error}"[:200]
         status = 503 if failures else 200

@@ -12,6 +12,7 @@ from services.common.config import redact
 from services.common.http_app import HttpServer
 from services.gateway import grpc_api, http_api
 from services.gateway.config import GatewayConfig
+from services.gateway.dead_letters import DeadLetters
 from services.gateway.pool import Pool
 from services.gateway.publisher import Publisher
 from services.gateway.service import JobService
@@ -57,16 +58,22 @@ def start(config: GatewayConfig) -> RunningGateway:
         service="gateway", instance_id=config.instance_id, version=VERSION
     )
     service = JobService(pool, publisher, config.limits, producer)
+    dead_letters = DeadLetters(
+        config.amqp_url, service.retry_dead_lettered, timeout=config.backend_timeout_seconds
+    )
 
     def database_ready() -> None:
         with pool.connection() as conn:
             conn.execute("SELECT 1")
 
     app = http_api.build_app(
-        service, config.limits, {"broker": publisher.ready, "postgres": database_ready}
+        service,
+        config.limits,
+        {"broker": publisher.ready, "postgres": database_ready},
+        dead_letters,
     )
     grpc = grpc_server.serve(
-        grpc_api.registrar(grpc_api.JobServiceServicer(service, config.limits)),
+        grpc_api.registrar(grpc_api.JobServiceServicer(service, config.limits, dead_letters)),
         [grpc_api.SERVICE_NAME],
         host=config.host,
         port=config.grpc_port,

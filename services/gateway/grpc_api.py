@@ -13,6 +13,7 @@ from observatory.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from services.common import logs
 from services.gateway import metrics, validation
 from services.gateway.config import Limits
+from services.gateway.dead_letters import DeadLetterReplay, replay_response
 from services.gateway.service import ConflictError, Jobs, NotFoundError, UnavailableError
 from services.gateway.validation import InvalidRequestError
 
@@ -42,16 +43,24 @@ def _abort(context: grpc.ServicerContext, error: Exception) -> NoReturn:
 
 
 class JobServiceServicer(gateway_pb2_grpc.JobServiceServicer):
-    def __init__(self, jobs: Jobs, limits: Limits) -> None:
+    def __init__(
+        self, jobs: Jobs, limits: Limits, dead_letters: DeadLetterReplay | None = None
+    ) -> None:
         self._jobs = jobs
         self._limits = limits
+        self._dead_letters = dead_letters
 
     @contextmanager
     def _call(
         self, context: grpc.ServicerContext, operation: str, correlation_id: str = "", jobs: int = 1
     ) -> Iterator[str]:
         """Correlation, timing and error mapping around one call; yields the correlation id."""
-        cid = validation.correlation_id(correlation_id)
+        try:
+            # Validated before the handler runs, so refused metadata can never fail an answer
+            # after the jobs were stored (gRPC metadata must be ASCII).
+            cid = validation.correlation_id(correlation_id)
+        except InvalidRequestError as error:
+            _abort(context, error)
         context.set_trailing_metadata((("x-correlation-id", cid),))
         with logs.correlation(cid):
             try:
@@ -115,6 +124,22 @@ class JobServiceServicer(gateway_pb2_grpc.JobServiceServicer):
         with self._call(context, "get"):
             job = self._jobs.get(request.job_id)
         return gateway_pb2.GetJobResponse(job=job)
+
+    def RetryFailedJobs(  # noqa: N802
+        self, request: gateway_pb2.RetryFailedJobsRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.RetryFailedJobsResponse:
+        with self._call(context, "retry_failed"):
+            retried = self._jobs.retry_failed()
+        return gateway_pb2.RetryFailedJobsResponse(retried=retried)
+
+    def ReplayDeadLetters(  # noqa: N802
+        self, request: gateway_pb2.ReplayDeadLettersRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.ReplayDeadLettersResponse:
+        if self._dead_letters is None:
+            context.abort(grpc.StatusCode.UNIMPLEMENTED, "dead-letter replay is not configured")
+        with self._call(context, "replay_dead_letters"):
+            result = self._dead_letters.replay()
+        return replay_response(result)
 
 
 def registrar(servicer: JobServiceServicer) -> Callable[[grpc.Server], None]:

@@ -64,6 +64,23 @@ def test_submit_returns_the_new_job_and_the_correlation_id(
     assert uuid.UUID(jobs.correlation_ids[-1])  # generated when absent
 
 
+def test_a_non_ascii_correlation_id_is_refused_before_anything_is_stored(
+    stub: gateway_pb2_grpc.JobServiceStub, jobs: FakeJobs
+) -> None:
+    before = list(jobs.correlation_ids)
+    with pytest.raises(grpc.RpcError) as single:
+        stub.SubmitJob(gateway_pb2.SubmitJobRequest(spec=spec(), correlation_id="á"), timeout=5)
+    with pytest.raises(grpc.RpcError) as batch:
+        stub.SubmitJobs(
+            gateway_pb2.SubmitJobsRequest(specs=[spec(), spec()], correlation_id="á"), timeout=5
+        )
+    for refused in (single, batch):
+        code, details = code_and_details(refused.value)
+        assert code is grpc.StatusCode.INVALID_ARGUMENT
+        assert "correlation_id" in details
+    assert jobs.correlation_ids == before  # nothing was submitted
+
+
 def test_duplicate_submission_returns_the_same_job(stub: gateway_pb2_grpc.JobServiceStub) -> None:
     request = gateway_pb2.SubmitJobRequest(spec=spec(idempotency_key="k"))
     first, second = stub.SubmitJob(request, timeout=5), stub.SubmitJob(request, timeout=5)

@@ -20,8 +20,9 @@ from observatory.jobs.v1 import job_pb2
 
 from services.common import logs
 from services.common.http_app import ReadinessChecks, add_docs, ops_app
-from services.gateway import metrics, validation
+from services.gateway import metrics, openapi_doc, validation
 from services.gateway.config import Limits
+from services.gateway.dead_letters import DeadLetterReplay, replay_response
 from services.gateway.service import ConflictError, Jobs, NotFoundError, Submitted, UnavailableError
 from services.gateway.validation import InvalidRequestError
 
@@ -33,30 +34,6 @@ TRANSPORT = "http"
 
 class BodyTooLargeError(Exception):
     pass
-
-
-_SPEC_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["type"],
-    "additionalProperties": False,
-    "properties": {
-        "type": {"type": "string", "description": "registered job type, e.g. echo"},
-        "payload": {"type": "object", "description": "input of the job type"},
-        "priority": {"type": "integer", "minimum": 0, "maximum": 9, "default": 0},
-        "idempotency_key": {"type": "string", "maxLength": 256},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100, "default": 3},
-        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0, "default": 30},
-    },
-}
-_BATCH_SCHEMA = {
-    "type": "object",
-    "required": ["specs"],
-    "properties": {"specs": {"type": "array", "items": _SPEC_SCHEMA, "maxItems": 500}},
-}
-
-
-def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def submitted_json(result: Submitted) -> dict[str, object]:
@@ -96,7 +73,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI:
+def build_app(
+    jobs: Jobs,
+    limits: Limits,
+    readiness: ReadinessChecks,
+    dead_letters: DeadLetterReplay | None = None,
+) -> FastAPI:
     app = ops_app(
         "Observatory gateway",
         readiness,
@@ -112,7 +94,12 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
     async def correlation(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        cid = validation.correlation_id(request.headers.get(CORRELATION_HEADER))
+        try:
+            cid = validation.correlation_id(
+                request.headers.get(CORRELATION_HEADER), "X-Correlation-Id"
+            )
+        except InvalidRequestError as error:  # refused before any handler runs
+            return invalid_response(error.problems)
         request.state.correlation_id = cid
         with logs.correlation(cid):
             response = await call_next(request)
@@ -120,7 +107,11 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
         return response
 
     @app.post(
-        "/jobs", status_code=202, summary="Submit a job", openapi_extra=_body_doc(_SPEC_SCHEMA)
+        "/jobs",
+        status_code=202,
+        summary="Submit a job",
+        openapi_extra=openapi_doc.request_body(openapi_doc.spec_schema(limits)),
+        responses=openapi_doc.errors(413),
     )
     async def submit_job(request: Request) -> JSONResponse:
         with metrics.observed(TRANSPORT, "submit"):
@@ -134,7 +125,8 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
         "/jobs:batch",
         status_code=202,
         summary="Submit up to 500 jobs at once (all or nothing)",
-        openapi_extra=_body_doc(_BATCH_SCHEMA),
+        openapi_extra=openapi_doc.request_body(openapi_doc.batch_schema(limits)),
+        responses=openapi_doc.errors(413),
     )
     async def submit_jobs(request: Request) -> JSONResponse:
         with metrics.observed(TRANSPORT, "submit_batch"):
@@ -144,28 +136,63 @@ def build_app(jobs: Jobs, limits: Limits, readiness: ReadinessChecks) -> FastAPI
         metrics.count_submitted(TRANSPORT, results, [spec.type for spec in specs])
         return JSONResponse({"results": [submitted_json(r) for r in results]}, status_code=202)
 
-    @app.get("/jobs/{job_id}", summary="The job's current record (system of record)")
+    @app.get(
+        "/jobs/{job_id}",
+        summary="The job's current record (system of record)",
+        responses=openapi_doc.errors(404),
+    )
     def get_job(job_id: str) -> dict[str, Any]:
         with metrics.observed(TRANSPORT, "get"):
             return {"job": message_json(jobs.get(job_id))}
 
-    @app.post("/jobs/{job_id}/cancel", summary="Cancel a job (a running one cooperatively)")
+    @app.post(
+        "/jobs/{job_id}/cancel",
+        summary="Cancel a job (a running one cooperatively)",
+        responses=openapi_doc.errors(404, 409),
+    )
     def cancel_job(job_id: str, reason: str = "") -> dict[str, Any]:
         with metrics.observed(TRANSPORT, "cancel"):
             job, event_id = jobs.cancel(job_id, reason[:500])
         return {"job": message_json(job), "event_id": event_id}
 
-    @app.post("/jobs/{job_id}/retry", summary="Re-queue a failed, dead-lettered or cancelled job")
+    @app.post(
+        "/jobs/{job_id}/retry",
+        summary="Re-queue a failed, dead-lettered or cancelled job",
+        responses=openapi_doc.errors(404, 409),
+    )
     def retry_job(job_id: str) -> dict[str, Any]:
         with metrics.observed(TRANSPORT, "retry"):
             job, event_id = jobs.retry(job_id)
         return {"job": message_json(job), "event_id": event_id}
 
-    @app.post("/jobs:retry-failed", summary="Re-queue every failed and dead-lettered job")
+    @app.post(
+        "/jobs:retry-failed",
+        summary="Re-queue every failed and dead-lettered job",
+        responses=openapi_doc.errors(),
+    )
     def retry_failed() -> dict[str, int]:
         with metrics.observed(TRANSPORT, "retry_failed"):
             return {"retried": jobs.retry_failed()}
 
+    @app.post(
+        "/jobs:replay-dead-letters",
+        summary="Re-queue the dead-lettered jobs in jobs.dead; poison messages stay",
+        responses=openapi_doc.errors(501),
+    )
+    def replay_dead_letters() -> JSONResponse:
+        if dead_letters is None:
+            return _error(501, "not implemented", "dead-letter replay is not configured")
+        with metrics.observed(TRANSPORT, "replay_dead_letters"):
+            result = dead_letters.replay()
+        # Zero counts included, so a client can read `stale` without a default.
+        body = json_format.MessageToDict(
+            replay_response(result),
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        )
+        return JSONResponse(body)
+
+    openapi_doc.without_framework_422(app)
     return app
 
 

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from fastapi.testclient import TestClient
 
+from services.gateway import validation
 from services.gateway.config import Limits
 from services.gateway.fake_jobs import FakeJobs
 from services.gateway.http_api import build_app
@@ -42,6 +43,11 @@ def test_the_correlation_id_is_passed_on_and_echoed(client: TestClient, jobs: Fa
     generated = client.post("/jobs", json={"type": "noop"}).headers["X-Correlation-Id"]
     assert uuid.UUID(generated)
     assert jobs.correlation_ids[-1] == generated
+    submitted = len(jobs.correlation_ids)
+    refused = client.post("/jobs", json={"type": "noop"}, headers={"X-Correlation-Id": "x" * 129})
+    assert refused.status_code == 400
+    assert "X-Correlation-Id" in refused.text
+    assert len(jobs.correlation_ids) == submitted
 
 
 def test_resubmission_with_the_same_key_returns_the_same_job(client: TestClient) -> None:
@@ -129,6 +135,39 @@ def test_openapi_and_offline_docs(client: TestClient) -> None:
     assert "/docs/assets/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower()
     assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_the_openapi_document_lists_the_answers_the_api_gives(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    expected = {
+        ("/jobs", "post"): {"202", "400", "413", "503"},
+        ("/jobs:batch", "post"): {"202", "400", "413", "503"},
+        ("/jobs/{job_id}", "get"): {"200", "400", "404", "503"},
+        ("/jobs/{job_id}/cancel", "post"): {"200", "400", "404", "409", "503"},
+        ("/jobs/{job_id}/retry", "post"): {"200", "400", "404", "409", "503"},
+    }
+    for (path, method), codes in expected.items():
+        assert set(paths[path][method]["responses"]) == codes, (path, method)
+    # What the API answers for them: a bad job id is a 400 (never FastAPI's 422), unknown a 404.
+    assert client.get("/jobs/not-a-uuid").status_code == 400
+    assert client.post("/jobs/not-a-uuid/cancel").status_code == 400
+
+
+def test_the_documented_limits_are_the_enforced_ones(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    body = paths["/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    timeout = body["properties"]["timeout_seconds"]
+    assert timeout["maximum"] == validation.MAX_TIMEOUT_SECONDS
+    over = client.post("/jobs", json={"type": "noop", "timeout_seconds": timeout["maximum"] + 1})
+    assert over.status_code == 400
+    at = client.post("/jobs", json={"type": "noop", "timeout_seconds": timeout["maximum"]})
+    assert at.status_code == 202
+    for field in ("priority", "max_attempts"):
+        top = int(body["properties"][field]["maximum"])  # JSON Schema numbers may print as 9.0
+        assert client.post("/jobs", json={"type": "noop", field: top}).status_code == 202
+        assert client.post("/jobs", json={"type": "noop", field: top + 1}).status_code == 400
+    assert client.post("/jobs", json={"type": "no.such.type"}).status_code == 400
+    assert "no.such.type" not in body["properties"]["type"]["enum"]
 
 
 def test_ops_endpoints(client: TestClient) -> None:

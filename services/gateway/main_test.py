@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -79,12 +80,27 @@ def test_waits_for_postgresql_at_start_up_and_stops_on_sigterm() -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+    retrying = threading.Event()
+
+    def read_stderr() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            lines.append(line)
+            if "unavailable, retrying" in line:
+                retrying.set()
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        # Importing the gateway takes seconds on a loaded machine: wait for its own word that
+        # it is retrying (generously), then check it did not give up.
+        assert retrying.wait(120), "".join(lines) or "no retry logged"
+        time.sleep(1)
         assert process.poll() is None, "exited instead of waiting for PostgreSQL"
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=30)
+        process.wait(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 0, stderr
-    assert "unavailable, retrying" in stderr
+        reader.join(10)
+    assert process.returncode == 0, "".join(lines)

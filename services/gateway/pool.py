@@ -30,12 +30,18 @@ class Pool:
         with self._lock:
             conn = self._idle.pop() if self._idle else None
         if conn is None or conn.closed:
-            conn = postgres.connect(self._dsn, application_name="gateway", timeout=self._timeout)
-            # Bounds a statement stuck behind a lock: the client gets a 503, not a hang.
-            conn.execute(f"SET statement_timeout = {round(self._timeout * 1000)}")
-            conn.commit()
+            # statement_timeout bounds a statement stuck behind a lock: a 503, not a hang.
+            conn = postgres.connect(
+                self._dsn,
+                application_name="gateway",
+                timeout=self._timeout,
+                statement_timeout=self._timeout,
+            )
         try:
-            yield conn
+            # A unit of work waits on the database and, for submissions, on broker confirms,
+            # each bounded by the timeout: past both, the server is frozen, not slow.
+            with postgres.deadline(conn, 2 * self._timeout):
+                yield conn
         except BaseException:
             conn.close()
             raise

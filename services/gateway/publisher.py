@@ -64,38 +64,77 @@ _FAILURES = (
 )
 
 
+_Outgoing = tuple[str, str, bytes, pika.BasicProperties, bool]
+
+
+@dataclass
+class _Request:
+    """One caller's messages; `done` and `failure` are set by the window that published them
+    (under the channel lock, which the caller takes after it)."""
+
+    batch: list[_Outgoing]
+    done: bool = False
+    failure: BrokerUnavailableError | None = None
+
+
 class Publisher:
     def __init__(self, url: str, *, timeout: float, name: str = "gateway") -> None:
         self._url = url
         self._timeout = timeout
         self._name = name
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the channel: one confirm window at a time
+        self._pending_lock = threading.Lock()
+        self._pending: list[_Request] = []  # batches waiting for the next window
         self._connection: pika.BlockingConnection | None = None
         self._channel: ConfirmingChannel | None = None
         self._delays: Iterator[float] = lifecycle.backoff(initial=0.2, cap=5.0)
         self._next_attempt = 0.0
 
     def publish(self, messages: Sequence[Message]) -> None:
-        """Publishes all `messages` and waits for their confirms, or BrokerUnavailableError."""
-        batch = [(m.exchange, m.routing_key, m.body, m.properties(), m.mandatory) for m in messages]
+        """Publishes all `messages` and waits for their confirms, or BrokerUnavailableError.
+
+        Concurrent calls share confirm windows: whoever holds the channel publishes every batch
+        waiting by then with one confirm wait (group commit), so single submits from many
+        clients cost one broker round trip per window rather than one each. Each caller returns
+        only once its own messages are confirmed; a failed window fails all its callers.
+        """
+        request = _Request(
+            [(m.exchange, m.routing_key, m.body, m.properties(), m.mandatory) for m in messages]
+        )
+        with self._pending_lock:
+            self._pending.append(request)
         with self._lock:
-            for attempt in (1, 2):
-                channel = self._ensure_channel()
+            if not request.done:  # no earlier window took it: publish everything waiting
+                with self._pending_lock:
+                    window, self._pending = self._pending, []
+                failure: BrokerUnavailableError | None = None
                 try:
-                    channel.publish(batch)
-                    return
-                except ConfirmError as error:
-                    if error.refused:
-                        raise BrokerUnavailableError(str(error)) from error
-                    failure: Exception = error
-                except _FAILURES as error:
+                    self._publish_window([m for r in window for m in r.batch])
+                except BrokerUnavailableError as error:
                     failure = error
-                self._drop(f"publish failed: {failure!r}")
-                # A connection gone stale while idle gets one fresh retry (consumers deduplicate
-                # a message sent twice); a second failure means the broker is really gone.
-                if attempt == 2:
-                    raise BrokerUnavailableError(f"publish failed: {failure!r}") from failure
-                self._next_attempt = 0.0
+                for waiting in window:
+                    waiting.failure, waiting.done = failure, True
+        if request.failure is not None:
+            raise BrokerUnavailableError(str(request.failure)) from request.failure
+
+    def _publish_window(self, batch: list[_Outgoing]) -> None:
+        for attempt in (1, 2):
+            channel = self._ensure_channel()
+            try:
+                channel.publish(batch)
+                return
+            except ConfirmError as error:
+                if error.refused:
+                    raise BrokerUnavailableError(str(error)) from error
+                failure: Exception = error
+            except _FAILURES as error:
+                failure = error
+            self._drop(f"publish failed: {failure!r}")
+            # A connection gone stale while idle gets one fresh retry (consumers deduplicate
+            # a message sent twice); a second failure means the broker is really gone.
+            if attempt == 2:
+                raise BrokerUnavailableError(f"publish failed: {failure!r}") from failure
+            self._next_attempt = 0.0
 
     def ready(self) -> bool:
         """Whether the broker is connected now (connecting if the backoff allows)."""

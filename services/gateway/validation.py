@@ -28,6 +28,7 @@ MAX_ATTEMPTS = 100
 MAX_TIMEOUT_SECONDS = 24 * 3600
 MIN_TIMEOUT_SECONDS = 0.001  # stored in milliseconds
 MAX_IDEMPOTENCY_KEY_CHARS = 256
+MAX_CORRELATION_ID_CHARS = 128
 _SPEC_FIELDS = frozenset(
     {"type", "payload", "priority", "idempotency_key", "max_attempts", "timeout_seconds"}
 )
@@ -222,8 +223,16 @@ def parse_job_id(job_id: str) -> str:
         raise InvalidRequestError([("job_id", "must be a UUID")]) from None
 
 
-def correlation_id(value: str | None) -> str:
-    """The caller's correlation id when it is sane, else a fresh one (never echo junk)."""
-    if value and len(value) <= 128 and value.isprintable():
-        return value
-    return str(uuid.uuid4())
+def correlation_id(value: str | None, field: str = "correlation_id") -> str:
+    """The caller's correlation id, or a fresh one when none is given. It is echoed as gRPC
+    metadata and an HTTP header, which must be ASCII: anything else is refused up front, before
+    anything is stored, rather than failing the answer after the jobs were accepted."""
+    if not value:
+        return str(uuid.uuid4())
+    if len(value) > MAX_CORRELATION_ID_CHARS:
+        raise InvalidRequestError(
+            [(field, f"must be at most {MAX_CORRELATION_ID_CHARS} characters")]
+        )
+    if not (value.isascii() and value.isprintable()):
+        raise InvalidRequestError([(field, "must be printable ASCII")])
+    return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -150,9 +151,11 @@ def test_job_ids_are_uuids_or_refused(text: str) -> None:
         assert validation.parse_job_id(canonical) == canonical
 
 
-def test_correlation_ids_are_kept_when_sane_else_generated() -> None:
+def test_correlation_ids_are_kept_when_sane_generated_when_absent_else_refused() -> None:
     assert validation.correlation_id("trace-1") == "trace-1"
-    for bad in (None, "", "x" * 200, "line\nbreak"):
-        generated = validation.correlation_id(bad)
-        assert generated != bad
-        assert len(generated) == 36
+    for absent in (None, ""):
+        assert uuid.UUID(validation.correlation_id(absent))
+    for bad in ("x" * 129, "line\nbreak", "á", "trace\x00"):
+        with pytest.raises(InvalidRequestError) as refused:
+            validation.correlation_id(bad)
+        assert refused.value.problems[0][0] == "correlation_id"

@@ -80,12 +80,21 @@ class Consumer:
             self._had_connection = True
             log.info("consuming %s", topology.METRICS_QUEUE)
             pending: Pending = []
+            first_at = 0.0  # when the oldest pending delivery arrived
             for method, _props, body in channel.consume(
                 topology.METRICS_QUEUE, inactivity_timeout=self._batch_wait_s
             ):
                 if method is not None:
+                    if not pending:
+                        first_at = time.monotonic()
                     pending.append((method.delivery_tag, body))
-                    if len(pending) < self._prefetch and not stop.is_set():
+                    # A batch waits at most batch_wait_s from its first delivery, however
+                    # steadily events trickle in: that bounds the read model's staleness.
+                    if (
+                        len(pending) < self._prefetch
+                        and time.monotonic() - first_at < self._batch_wait_s
+                        and not stop.is_set()
+                    ):
                         continue
                 if pending:
                     if not self._flush(connection, channel, pending, stop):

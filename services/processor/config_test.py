@@ -10,7 +10,8 @@ from services.processor.config import ProcessorConfig
 
 def test_local_defaults() -> None:
     config = ProcessorConfig.from_env(Env({}))
-    assert (config.prefetch, config.concurrency, config.http_port) == (32, 4, 8082)
+    assert (config.prefetch, config.concurrency, config.http_port) == (400, 4, 8082)
+    assert (config.batch_size, config.batch_wait_ms) == (100, 5)
     assert config.http_host == "127.0.0.1"
     assert (config.retry_base_ms, config.retry_max_ms, config.lease_seconds) == (1000, 60_000, 10)
 
@@ -20,6 +21,8 @@ def test_local_defaults() -> None:
     [
         ("PROCESSOR_PREFETCH", "0"),
         ("PROCESSOR_CONCURRENCY", "many"),
+        ("PROCESSOR_BATCH_SIZE", "0"),
+        ("PROCESSOR_BATCH_WAIT_MS", "-1"),
         ("PROCESSOR_LEASE_SECONDS", "-1"),
         ("PROCESSOR_RETRY_MAX_MS", "10"),  # below the base delay
         ("AMQP_URL", "http://broker"),

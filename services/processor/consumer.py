@@ -12,8 +12,9 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import pika
 import pika.exceptions
@@ -25,7 +26,7 @@ from services.common.lifecycle import backoff
 from services.processor.cancels import CancelRegistry, cancelled_job_id
 from services.processor.config import ProcessorConfig
 from services.processor.resources import StoppingError
-from services.processor.worker import Disposition, Worker
+from services.processor.worker import Disposition, Incoming, Worker
 
 log = logging.getLogger(__name__)
 
@@ -132,40 +133,64 @@ class Consumer:
         worker = self._make_worker(name)
         try:
             while True:
-                try:
-                    delivery = self._deliveries.get(timeout=0.2)
-                except queue.Empty:
-                    if self._stop.is_set():
-                        return
-                    continue
-                # Not started before shutdown, or from a lost connection: the broker redelivers.
-                if self._stop.is_set() or delivery.session != self._session:
+                batch = self._take_batch()
+                if batch is None:
+                    return
+                if not batch:
                     continue
                 with self._busy_lock:
                     self._busy += 1
                 try:
-                    self._settle(delivery, worker.handle(delivery.body, delivery.headers))
+                    worker.handle_batch(
+                        [Incoming(d.body, d.headers) for d in batch], partial(self._settle, batch)
+                    )
                 except StoppingError:
                     pass  # left unacked on purpose
                 except Exception:
-                    log.exception("unexpected error; message left for redelivery")
+                    log.exception("unexpected error; unsettled messages left for redelivery")
                 finally:
                     with self._busy_lock:
                         self._busy -= 1
         finally:
             worker.close()
 
+    def _take_batch(self) -> list[Delivery] | None:
+        """Up to batch_size deliveries: waits for one, then at most batch_wait_ms for more.
+        None once stopping; deliveries of a lost connection are dropped (redelivered)."""
+        try:
+            first = self._deliveries.get(timeout=0.2)
+        except queue.Empty:
+            return None if self._stop.is_set() else []
+        batch = [first]
+        deadline = time.monotonic() + self._config.batch_wait_ms / 1000
+        while len(batch) < self._config.batch_size:
+            try:
+                batch.append(self._deliveries.get(timeout=max(deadline - time.monotonic(), 0)))
+            except queue.Empty:
+                break
+        # Not started before shutdown, or from a lost connection: the broker redelivers.
+        if self._stop.is_set():
+            return []
+        return [d for d in batch if d.session == self._session]
+
     @staticmethod
-    def _settle(delivery: Delivery, disposition: Disposition) -> None:
+    def _settle(batch: Sequence[Delivery], settled: Sequence[tuple[int, Disposition]]) -> None:
+        """Acks (or rejects) deliveries of `batch` by index, in one callback on the connection
+        thread (the only one allowed to use the channel)."""
+        if not settled:
+            return
+        deliveries = [(batch[index], disposition) for index, disposition in settled]
+
         def settle() -> None:
-            if not delivery.channel.is_open:
-                return
-            if disposition is Disposition.ACK:
-                delivery.channel.basic_ack(delivery.tag)
-            else:
-                delivery.channel.basic_reject(delivery.tag, requeue=False)
+            for delivery, disposition in deliveries:
+                if not delivery.channel.is_open:
+                    continue
+                if disposition is Disposition.ACK:
+                    delivery.channel.basic_ack(delivery.tag)
+                else:
+                    delivery.channel.basic_reject(delivery.tag, requeue=False)
 
         try:
-            delivery.connection.add_callback_threadsafe(settle)
+            deliveries[0][0].connection.add_callback_threadsafe(settle)
         except (pika.exceptions.AMQPError, OSError) as error:
             log.warning("connection gone before the ack; the broker will redeliver: %r", error)

@@ -34,3 +34,10 @@ END_TO_END = Histogram(
 )
 IN_FLIGHT = Gauge("processor_jobs_in_flight", "Attempts running now")
 POISON = Counter("processor_poison_messages_total", "Messages rejected as poison", ["kind"])
+# A work message of a job the gateway rolled back, whose idempotency key another job now owns.
+ORPHAN_KEY_TAKEN = "idempotency_key_taken"
+ORPHANS_DROPPED = Counter(
+    "processor_orphan_messages_dropped_total",
+    "Work messages of jobs never committed, acked without running",
+    ["reason"],
+)

@@ -9,6 +9,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from observatory.events.v1 import event_pb2
@@ -18,11 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common import amqp, events, postgres, rabbitmq_management, topology
 from services.common.http_json import HttpError, get_json, request_json
+from services.common.wire import ATTEMPT_HEADER, CONTRACT_MAJOR, VERSION_HEADER
 from services.jobstore import migrate, store
 from services.processor import service
+from services.processor.cancels import CancelRegistry
 from services.processor.config import ProcessorConfig
 from services.processor.observe import DeadLetters, EventLog, attempts, wait_status
 from services.processor.testing import make_job, publish_work, submit
+from services.processor.worker import Disposition, Incoming, Worker
 from tools.testing.servers import PostgresServer, RabbitMQServer
 from tools.testing.servers.fixtures import server_fixture
 from tools.testing.servers.net import free_port
@@ -131,17 +135,25 @@ def test_exhausted_retries_dead_letter_after_growing_delays(
     assert "always" in final.last_error
     tries = attempts(conn, job.id)
     assert [a.outcome for a in tries] == [S.ATTEMPT_OUTCOME_FAILED] * 3
+    # The delays the system chose and recorded (no wall-clock upper bound: a loaded machine may
+    # start an attempt late, never early): exponential with +-20 % jitter and 2-figure rounding.
+    seen = event_log.wait(job.id, "job_dead_lettered")
+    scheduled = [e.job_retry_scheduled for e in seen if e.HasField("job_retry_scheduled")]
+    assert [r.attempt for r in scheduled] == [1, 2]
+    delays_ms = [r.delay.ToMilliseconds() for r in scheduled]
+    for k, delay_ms in enumerate(delays_ms, start=1):
+        expected = BASE_MS * 2 ** (k - 1)
+        assert expected * 0.75 <= delay_ms <= expected * 1.25, (k, delays_ms)
+    assert delays_ms[0] < delays_ms[1], delays_ms
+    # Each retry ran only once its delay was over.
     starts = [a.started_at.ToDatetime() for a in tries]
-    for k, (before, after) in enumerate(itertools.pairwise(starts), start=1):
-        gap_ms = (after - before).total_seconds() * 1000
-        delay = BASE_MS * 2 ** (k - 1)
-        # +-20 % jitter, 2-figure rounding, plus the run and broker hop (well under 0.5 s here).
-        assert delay * 0.75 <= gap_ms <= delay * 1.25 + 500, (k, gap_ms)
+    for (before, after), retry in zip(itertools.pairwise(starts), scheduled, strict=True):
+        assert after >= retry.next_attempt_at.ToDatetime() - timedelta(milliseconds=50)
+        assert (after - before).total_seconds() * 1000 >= retry.delay.ToMilliseconds() * 0.9
     message = dead.wait(lambda m: m.headers.get("x-job-id") == job.id, "the job in jobs.dead")
     assert message.headers["x-reason"] == "max_attempts exhausted"
     assert message.headers["x-attempts"] == 3
     assert job_pb2.Job.FromString(message.body).id == job.id
-    seen = event_log.wait(job.id, "job_dead_lettered")
     assert seen[-1].job_dead_lettered.reason == "max_attempts exhausted"
     assert seen[-1].job_dead_lettered.attempts == 3
 
@@ -263,6 +275,56 @@ def test_a_job_the_gateway_did_not_commit_is_recorded_and_run(
     assert final.correlation_id == job.correlation_id
 
 
+def test_a_job_whose_commit_lands_while_the_processor_inserts_it_runs(
+    pg: PostgresServer, conn: store.Conn, channel: Channel
+) -> None:
+    # The gateway's order: insert, publish, (confirms), commit. The processor's insert of the
+    # same job waits on the uncommitted row, then finds it committed: the same job, not an orphan.
+    job = make_job("echo", {"message": "late commit"})
+    job.idempotency_key = f"key-{job.id}"
+    with postgres.connect(pg.info.dsn) as gateway:
+        store.insert_job(gateway, job)
+        publish_work(channel, job)
+        time.sleep(1.0)  # the processor is now blocked on the row
+        gateway.commit()
+    final = wait_status(conn, job.id, S.JOB_STATUS_COMPLETED)
+    assert final.attempts == 1
+
+
+def test_an_orphan_whose_key_another_job_owns_is_dropped_not_run(
+    conn: store.Conn, channel: Channel, config: ProcessorConfig
+) -> None:
+    # The gateway published, lost the confirm and rolled back; the client resubmitted the key.
+    owner = make_job("echo", {"message": "owner"})
+    owner.idempotency_key = f"key-{owner.id}"
+    submit(conn, channel, owner)
+    wait_status(conn, owner.id, S.JOB_STATUS_COMPLETED)
+    orphan = make_job("echo", {"message": "orphan"})
+    orphan.idempotency_key = owner.idempotency_key
+    publish_work(channel, orphan)
+    follower = make_job("noop")
+    submit(conn, channel, follower)
+    wait_status(conn, follower.id, S.JOB_STATUS_COMPLETED)
+    assert store.get_row(conn, orphan.id) is None
+    conn.commit()
+    url = f"http://127.0.0.1:{config.http_port}/metrics"
+
+    def dropped() -> float:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        family = families.get("processor_orphan_messages_dropped")
+        samples = [] if family is None else family.samples
+        return sum(
+            s.value
+            for s in samples
+            if s.name.endswith("_total") and s.labels == {"reason": "idempotency_key_taken"}
+        )
+
+    wait_for(dropped, until=lambda n: n >= 1, what="the orphan counted as dropped", timeout=30)
+    assert [a.outcome for a in attempts(conn, owner.id)] == [S.ATTEMPT_OUTCOME_SUCCEEDED]
+
+
 def test_metrics_count_by_type(config: ProcessorConfig) -> None:
     url = f"http://127.0.0.1:{config.http_port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
@@ -343,3 +405,52 @@ def test_lost_broker_connections_are_reopened(
     submit(conn, channel, job)
     wait_status(conn, job.id, S.JOB_STATUS_COMPLETED, timeout=30)
     wait_for(lambda: readiness(config)["ready"], what="/readyz to report the broker back")
+
+
+def test_one_batch_with_a_repeated_job_a_failure_poison_and_an_unrecorded_job(
+    config: ProcessorConfig, conn: store.Conn, channel: Channel, event_log: EventLog
+) -> None:
+    """A micro-batch handled directly by a worker: every message settled exactly once, each job
+    run once, the repeat replayed after the batch with the same event ids."""
+    ran, twice, failing, unrecorded = (
+        make_job("noop"),
+        make_job("noop"),
+        make_job("fail", {"retryable": False}),
+        make_job("noop"),
+    )
+    with conn.transaction():
+        store.insert_jobs(conn, [ran, twice, failing])
+    headers: dict[str, object] = {ATTEMPT_HEADER: 1, VERSION_HEADER: CONTRACT_MAJOR}
+    batch = [
+        Incoming(job.SerializeToString(), headers)
+        for job in (ran, twice, twice, failing, unrecorded)
+    ]
+    batch.insert(3, Incoming(b"not a job", headers))
+    settled: list[tuple[int, Disposition]] = []
+    worker = Worker(config, threading.Event(), CancelRegistry(), "batch-test")
+    try:
+        worker.handle_batch(batch, settled.extend)
+    finally:
+        worker.close()
+
+    assert sorted(settled) == [
+        (0, Disposition.ACK),
+        (1, Disposition.ACK),
+        (2, Disposition.ACK),
+        (3, Disposition.REJECT),
+        (4, Disposition.ACK),
+        (5, Disposition.ACK),
+    ]
+    for job, status in (
+        (ran, S.JOB_STATUS_COMPLETED),
+        (twice, S.JOB_STATUS_COMPLETED),
+        (failing, S.JOB_STATUS_FAILED),
+        (unrecorded, S.JOB_STATUS_COMPLETED),
+    ):
+        assert wait_status(conn, job.id, status).attempts == 1
+        assert len(attempts(conn, job.id)) == 1
+        seen = event_log.wait(job.id, "job_completed" if job is not failing else "job_failed")
+        assert [e.event_id for e in seen][:2] == [events.event_id(job.id, v) for v in (2, 3)]
+    # The repeat ran nothing: it republished the completed event, with the same id.
+    completed = [e.event_id for e in event_log.of(twice.id) if e.HasField("job_completed")]
+    assert completed == [events.event_id(twice.id, 3)] * 2

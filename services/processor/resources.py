@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pika
@@ -19,6 +20,7 @@ import psycopg
 from pika.adapters.blocking_connection import BlockingChannel
 
 from services.common import amqp, postgres, topology
+from services.common.confirms import ConfirmError, ConfirmingChannel
 from services.common.lifecycle import backoff
 from services.jobstore import store
 
@@ -58,15 +60,31 @@ class Database:
             self._conn = None
 
 
-class Publisher:
-    """Confirmed, persistent publishing on the worker's own connection."""
+@dataclass(frozen=True)
+class Outgoing:
+    """One message to publish; `retry_delay_ms` names the retry queue to declare first."""
 
-    def __init__(self, url: str, stop: threading.Event, name: str) -> None:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: pika.BasicProperties
+    retry_delay_ms: int | None = None
+
+
+class Publisher:
+    """Confirmed, persistent publishing on the worker's own connection: a batch of messages is
+    written at once and confirmed with one wait (services/common/confirms.py)."""
+
+    def __init__(
+        self, url: str, stop: threading.Event, name: str, *, confirm_timeout: float = 30.0
+    ) -> None:
         self._url = url
         self._stop = stop
         self._name = name
+        self._confirm_timeout = confirm_timeout
         self._connection: pika.BlockingConnection | None = None
-        self._channel: BlockingChannel | None = None
+        self._blocking: BlockingChannel | None = None
+        self._channel: ConfirmingChannel | None = None
         self._retry_queues: set[int] = set()
 
     def publish(
@@ -78,34 +96,49 @@ class Publisher:
         *,
         retry_delay_ms: int | None = None,
     ) -> None:
-        """Publishes (declaring the retry queue for `retry_delay_ms` first) and waits for the
-        broker's confirm; on a connection failure, reconnects and publishes again."""
+        self.publish_all([Outgoing(exchange, routing_key, body, properties, retry_delay_ms)])
+
+    def publish_all(self, messages: Sequence[Outgoing]) -> None:
+        """Publishes every message (declaring the retry queues they need first) and waits for all
+        the broker's confirms; on a failure, reconnects and publishes the whole batch again
+        (consumers deduplicate by message id, and redelayed work is checked against the row)."""
+        if not messages:
+            return
         delays = backoff()
         while True:
             try:
                 channel = self._open()
-                if retry_delay_ms is not None and retry_delay_ms not in self._retry_queues:
-                    topology.declare_retry_queue(channel, retry_delay_ms)
-                    self._retry_queues.add(retry_delay_ms)
-                channel.basic_publish(exchange, routing_key, body, properties, mandatory=True)
+                assert self._blocking is not None
+                for delay_ms in {m.retry_delay_ms for m in messages} - {None}:
+                    assert delay_ms is not None
+                    if delay_ms not in self._retry_queues:
+                        topology.declare_retry_queue(self._blocking, delay_ms)
+                        self._retry_queues.add(delay_ms)
+                channel.publish(
+                    [(m.exchange, m.routing_key, m.body, m.properties, True) for m in messages]
+                )
                 return
-            except (pika.exceptions.AMQPError, OSError) as error:
+            except (ConfirmError, pika.exceptions.AMQPError, OSError) as error:
                 log.warning("broker unavailable for publishing, retrying: %r", error)
                 self.close()
                 if self._stop.wait(next(delays)):
                     raise StoppingError("broker unavailable at shutdown") from error
 
-    def _open(self) -> BlockingChannel:
+    def _open(self) -> ConfirmingChannel:
         if self._channel is None or not self._channel.is_open:
             self.close()
             self._connection = amqp.connect(self._url, connection_name=self._name)
-            self._channel = amqp.confirmed_channel(self._connection)
-            topology.declare(self._channel)
+            self._blocking = self._connection.channel()
+            topology.declare(self._blocking)
+            self._channel = ConfirmingChannel(
+                self._connection, self._blocking, self._confirm_timeout
+            )
             self._retry_queues.clear()
         return self._channel
 
     def close(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
+        connection, self._connection = self._connection, None
+        self._blocking = self._channel = None
         if connection is not None and connection.is_open:
             # Already broken: nothing left to release.
             with contextlib.suppress(pika.exceptions.AMQPError, OSError):

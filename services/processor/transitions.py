@@ -104,3 +104,81 @@ def _returning(conn: store.Conn, sql: str, params: dict[str, Any]) -> Row:
     if row is None:  # the caller holds the row lock, so the row exists
         raise RuntimeError(f"job {params['id']}: row vanished under its lock")
     return row
+
+
+# -- Set-based forms of the common path, for a micro-batch whose rows the caller has locked ----
+
+_LOCK_MANY = "SELECT * FROM jobs WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
+
+_START_MANY = """
+UPDATE jobs SET status = 'running', attempts = u.attempt, version = version + 1,
+       started_at = COALESCE(started_at, %(now)s), updated_at = %(now)s, worker = %(worker)s,
+       lease_until = %(lease_until)s, next_attempt_at = NULL
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
+WHERE jobs.id = u.id RETURNING jobs.*
+"""
+
+_START_ATTEMPTS = """
+INSERT INTO job_attempts (job_id, number, started_at, worker)
+SELECT u.id, u.attempt, %(now)s, %(worker)s
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
+ON CONFLICT DO NOTHING
+"""
+
+_SUCCEED_ATTEMPTS = """
+UPDATE job_attempts a SET finished_at = %(now)s, outcome = 'succeeded', error = ''
+FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
+WHERE a.job_id = u.id AND a.number = u.attempt RETURNING a.*
+"""
+
+_COMPLETE_MANY = """
+UPDATE jobs SET status = 'completed', version = version + 1, updated_at = %(now)s,
+       lease_until = NULL, finished_at = %(now)s, next_attempt_at = NULL
+WHERE id = ANY(%(ids)s::uuid[]) RETURNING *
+"""
+
+
+def lock_rows(conn: store.Conn, job_ids: list[str]) -> dict[str, Row]:
+    """Locks the rows of `job_ids` (in id order, so concurrent batches cannot deadlock)."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_LOCK_MANY, (job_ids,)).fetchall()
+    return {str(row["id"]): row for row in rows}
+
+
+def start_attempts(
+    conn: store.Conn,
+    attempts: dict[str, int],
+    *,
+    worker: str,
+    now: datetime,
+    lease: timedelta,
+) -> dict[str, Row]:
+    """`start_attempt` for many locked rows (job id -> attempt) in two statements."""
+    if not attempts:
+        return {}
+    params = {
+        "ids": list(attempts),
+        "attempts": list(attempts.values()),
+        "worker": worker,
+        "now": now,
+        "lease_until": now + lease,
+    }
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(_START_MANY, params).fetchall()
+        cur.execute(_START_ATTEMPTS, params)
+    return {str(row["id"]): row for row in rows}
+
+
+def complete_attempts(
+    conn: store.Conn, attempts: dict[str, int], now: datetime
+) -> dict[str, tuple[Row, job_pb2.JobAttempt]]:
+    """Records attempt k of each locked RUNNING row as succeeded and the job as COMPLETED:
+    `finish_attempt` + `set_status(COMPLETED)` for many rows; job id -> (new row, attempt)."""
+    if not attempts:
+        return {}
+    params = {"ids": list(attempts), "attempts": list(attempts.values()), "now": now}
+    with conn.cursor(row_factory=dict_row) as cur:
+        finished = cur.execute(_SUCCEED_ATTEMPTS, params).fetchall()
+        rows = cur.execute(_COMPLETE_MANY, params).fetchall()
+    by_job = {str(row["job_id"]): store.attempt_from_row(row) for row in finished}
+    return {str(row["id"]): (row, by_job[str(row["id"])]) for row in rows}

@@ -16,6 +16,8 @@ from services.jobstore import store
 from services.read_model import alerts, event_query, job_query, queues
 from services.read_model.errors import InvalidArgumentError, NotFoundError
 
+QUERY_SECONDS = 10.0  # a read query waits at most this long, then fails (UNAVAILABLE)
+
 
 class ReadModel:
     def __init__(
@@ -33,7 +35,12 @@ class ReadModel:
     @contextmanager
     def connection(self) -> Iterator[store.Conn]:
         # A connection per call: cheap on a local network, and nothing stale after an outage.
-        with postgres.connect(self._dsn, application_name="read-model", timeout=5) as conn:
+        with (
+            postgres.connect(
+                self._dsn, application_name="read-model", timeout=5, statement_timeout=QUERY_SECONDS
+            ) as conn,
+            postgres.deadline(conn, QUERY_SECONDS + 1),  # a frozen server enforces no timeout
+        ):
             yield conn
 
     def get_stats(self, _request: rm.GetStatsRequest) -> rm.GetStatsResponse:

@@ -196,7 +196,15 @@ def test_job_service_rpcs() -> None:
     pkg = "observatory.gateway.v1"
     assert _methods(service) == {
         name: (f"{pkg}.{name}Request", f"{pkg}.{name}Response", False, False)
-        for name in ("SubmitJob", "SubmitJobs", "CancelJob", "RetryJob", "GetJob")
+        for name in (
+            "SubmitJob",
+            "SubmitJobs",
+            "CancelJob",
+            "RetryJob",
+            "GetJob",
+            "RetryFailedJobs",
+            "ReplayDeadLetters",
+        )
     }
     # The grpc plugin's output exists for clients and servers.
     assert hasattr(gateway_pb2_grpc, "JobServiceStub")

@@ -1,0 +1,85 @@
+"""The job store's batch insert against a real PostgreSQL: the same answers as one insert per
+job (order, idempotency, duplicates inside one batch), in one round trip."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from observatory.jobs.v1 import job_pb2
+
+from services.common import postgres
+from services.jobstore import migrate, store
+from tools.testing.servers import PostgresServer
+from tools.testing.servers.fixtures import server_fixture
+
+pytestmark = pytest.mark.integration
+
+pg = server_fixture("pg", PostgresServer, scope="module")
+
+
+@pytest.fixture
+def conn(pg: PostgresServer) -> Iterator[store.Conn]:
+    with postgres.connect(pg.info.dsn) as connection:
+        migrate.migrate(connection)
+        connection.commit()
+        yield connection
+        connection.rollback()
+
+
+def job(key: str = "", payload: dict[str, Any] | None = None) -> job_pb2.Job:
+    new = job_pb2.Job(
+        id=str(uuid.uuid4()),
+        type="noop",
+        priority=3,
+        status=job_pb2.JOB_STATUS_PENDING,
+        max_attempts=4,
+        idempotency_key=key,
+        correlation_id="c-1",
+    )
+    new.payload.update(payload or {})
+    new.timeout.FromTimedelta(timedelta(seconds=7))
+    new.created_at.FromDatetime(datetime.now(UTC))
+    return new
+
+
+def test_a_batch_is_stored_like_single_inserts_in_request_order(conn: store.Conn) -> None:
+    jobs = [job(payload={"n": n, "nested": {"x": [1, 2]}}) for n in range(5)]
+    results = store.insert_jobs(conn, jobs)
+    assert [(stored.id, created) for stored, created in results] == [(j.id, True) for j in jobs]
+    for original, (stored, _) in zip(jobs, results, strict=True):
+        assert store.get_job(conn, original.id) == stored
+        assert (stored.payload, stored.priority, stored.max_attempts) == (
+            original.payload,
+            3,
+            4,
+        )
+        assert stored.timeout.ToMilliseconds() == 7000
+        assert stored.status == job_pb2.JOB_STATUS_PENDING
+
+
+def test_a_used_idempotency_key_answers_the_existing_job(conn: store.Conn) -> None:
+    key = f"k-{uuid.uuid4()}"
+    ((first, created),) = store.insert_jobs(conn, [job(key)])
+    assert created
+    fresh = job()
+    results = store.insert_jobs(conn, [job(key), fresh])
+    assert [(stored.id, created) for stored, created in results] == [
+        (first.id, False),
+        (fresh.id, True),
+    ]
+
+
+def test_a_key_repeated_inside_one_batch_creates_one_job(conn: store.Conn) -> None:
+    key = f"k-{uuid.uuid4()}"
+    a, b = job(key), job(key)
+    results = store.insert_jobs(conn, [a, b])
+    assert [(stored.id, created) for stored, created in results] == [(a.id, True), (a.id, False)]
+    assert store.get_job(conn, b.id) is None
+
+
+def test_an_empty_batch_does_nothing(conn: store.Conn) -> None:
+    assert store.insert_jobs(conn, []) == []
