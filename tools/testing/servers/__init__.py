@@ -16,7 +16,7 @@ from tools.testing.servers.postgres import PostgresInfo, PostgresServer
 from tools.testing.servers.procs import ProcessId
 from tools.testing.servers.programs import MissingProgramError
 from tools.testing.servers.prometheus import PrometheusServer
-from tools.testing.servers.rabbitmq import RabbitMQInfo, RabbitMQServer
+from tools.testing.servers.rabbitmq import RabbitMQInfo, RabbitMQPorts, RabbitMQServer
 from tools.testing.servers.redis import RedisServer
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "ProcessId",
     "PrometheusServer",
     "RabbitMQInfo",
+    "RabbitMQPorts",
     "RabbitMQServer",
     "RedisServer",
     "Server",

@@ -28,10 +28,14 @@ class AlertmanagerServer(PromStyleServer):
     config_file = "alertmanager.yml"
 
     def __init__(
-        self, state_dir: str | os.PathLike[str], *, config: Mapping[str, object] | None = None
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        config: Mapping[str, object] | None = None,
+        port: int | None = None,
     ) -> None:
         """`config` replaces DEFAULT_CONFIG (e.g. to add a webhook receiver)."""
-        super().__init__(state_dir)
+        super().__init__(state_dir, port=port)
         self._configuration = copy.deepcopy(dict(config or DEFAULT_CONFIG))
 
     def _config(self, port: int) -> dict[str, object]:

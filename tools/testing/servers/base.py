@@ -61,6 +61,8 @@ class Server(ABC, Generic[InfoT]):
     ready_timeout: ClassVar[float] = 15.0
     # Budget for the graceful stop before everything left is killed.
     stop_timeout: ClassVar[float] = 10.0
+    # Set by a subclass given fixed ports: a taken port stays taken, so retrying is pointless.
+    fixed_ports: bool = False
 
     def __init__(self, state_dir: str | os.PathLike[str]) -> None:
         self.state_dir = Path(state_dir)
@@ -118,7 +120,7 @@ class Server(ABC, Generic[InfoT]):
                 # A free port picked a moment ago can be taken by another test's server before
                 # ours binds it: start again on new ports rather than fail the test.
                 lost_race = isinstance(error, ServerError) and self._port_taken_since(log_start)
-                if not lost_race or attempt == _PORT_RACE_ATTEMPTS:
+                if not lost_race or self.fixed_ports or attempt == _PORT_RACE_ATTEMPTS:
                     raise
                 self._note(f"a port was taken before the server bound it; retry {attempt}")
                 self._spawned, self._tracked = [], set()

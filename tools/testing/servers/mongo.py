@@ -8,6 +8,7 @@ on PATH, so it runs as `sys.executable -c ...` with this interpreter's import pa
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 
 from tools.testing.servers.base import Server, ServerInfo
@@ -20,16 +21,26 @@ _MAIN = "import sys; from nx_27017.nx_27017 import main; sys.exit(main())"
 class MongoServer(Server[ServerInfo]):
     name = "mongo"
 
+    def __init__(
+        self, state_dir: str | os.PathLike[str], *, port: int | None = None, persist: bool = False
+    ) -> None:
+        """`port` fixed instead of a free one; `persist` keeps the data in the state dir."""
+        super().__init__(state_dir)
+        self._port = port
+        self._persist = persist
+        self.fixed_ports = port is not None
+
     def _launch(self) -> ServerInfo:
         if importlib.util.find_spec("nx_27017") is None:
             raise MissingProgramError(
                 "the nx-27017 package is not importable: add @pip//:nx_27017 to the deps "
                 "(or `pip install nx-27017`)"
             )
-        port = free_port()
+        port = self._port or free_port()
+        database = str(self.state_dir / "nx-27017.db") if self._persist else "memory"
         argv = [
             sys.executable, "-c", _MAIN,
-            "--db", "memory",
+            "--db", database,
             "--host", HOST,
             "-p", str(port),
             # Its defaults are fixed paths in /tmp, shared by every instance on the machine.

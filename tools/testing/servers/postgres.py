@@ -53,8 +53,19 @@ class PostgresInfo(ServerInfo):
 class PostgresServer(Server[PostgresInfo]):
     name = "postgres"
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """`port` fixed instead of a free one; `data_dir` a durable cluster kept across starts
+        (created on first use) instead of a throwaway one."""
         super().__init__(state_dir)
+        self._port = port
+        self._data_dir = None if data_dir is None else Path(data_dir)
+        self.fixed_ports = port is not None
         self._cluster_dir: Path | None = None
         self._shm_id: int | None = None
         self._pg_ctl = ""
@@ -69,22 +80,25 @@ class PostgresServer(Server[PostgresInfo]):
         self._pg_ctl = find_program("pg_ctl", "postgresql", dirs=[bindir])
         base = _SHORT_TMP if os.access(_SHORT_TMP, os.W_OK) else None
         self._cluster_dir = Path(tempfile.mkdtemp(prefix="pg-", dir=base))
-        data_dir = self._cluster_dir / "data"
+        durable = self._data_dir is not None
+        data_dir = self._data_dir or self._cluster_dir / "data"
         socket_dir = self._cluster_dir / "socket"
         socket_dir.mkdir(mode=0o700)
         # PG* variables (PGDATA, PGPORT...) of the caller would redirect the tools.
         self._env = child_env({"LC_ALL": "C.UTF-8"}, drop_prefixes=("PG",))
-        initdb_argv = [
-            initdb, "-D", str(data_dir), "-U", _SUPERUSER, "--auth=trust",
-            "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
-        ]  # fmt: skip
-        self._run_checked(self._unprivileged(initdb_argv), env=self._env, timeout=120)
-        port = free_port()
+        if not (data_dir / "PG_VERSION").is_file():
+            initdb_argv = [
+                initdb, "-D", str(data_dir), "-U", _SUPERUSER, "--auth=trust",
+                "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
+            ]  # fmt: skip
+            self._run_checked(self._unprivileged(initdb_argv), env=self._env, timeout=120)
+        port = self._port or free_port()
+        # Durability is pointless for a throwaway cluster and costs seconds per test.
+        speed = [] if durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
         postgres_argv = [
             postgres, "-D", str(data_dir), "-p", str(port), "-k", str(socket_dir),
             "-c", f"listen_addresses={HOST}",
-            # Durability is pointless for a throwaway cluster and costs seconds per test.
-            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+            *speed, "-c", "synchronous_commit=off",
         ]  # fmt: skip
         self._spawn(self._unprivileged(postgres_argv), env=self._env)
         return PostgresInfo(

@@ -23,9 +23,10 @@ class PrometheusServer(PromStyleServer):
         rule_files: Sequence[str | os.PathLike[str]] = (),
         alertmanagers: Sequence[str] = (),
         interval: str = "1s",
+        port: int | None = None,
     ) -> None:
         """`scrape_configs` are added to the self-scrape job; `alertmanagers` are host:port."""
-        super().__init__(state_dir)
+        super().__init__(state_dir, port=port)
         self._scrape_configs = [dict(c) for c in scrape_configs]
         self._rule_files = [str(Path(f).resolve()) for f in rule_files]
         self._alertmanagers = list(alertmanagers)

@@ -56,16 +56,37 @@ class RabbitMQInfo(ServerInfo):
         return f"http://{self.host}:{self.prometheus_port}/metrics"
 
 
+@dataclass(frozen=True)
+class RabbitMQPorts:
+    """Fixed ports for a broker that must be found at known addresses (the local stack)."""
+
+    amqp: int
+    management: int
+    prometheus: int
+    dist: int
+    epmd: int
+
+
 class RabbitMQServer(Server[RabbitMQInfo]):
     name = "rabbitmq"
     ready_timeout = 60.0
     stop_timeout = 30.0
 
     def __init__(
-        self, state_dir: str | os.PathLike[str], *, plugins: Sequence[str] = DEFAULT_PLUGINS
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        plugins: Sequence[str] = DEFAULT_PLUGINS,
+        ports: RabbitMQPorts | None = None,
+        node: str | None = None,
     ) -> None:
+        """`ports` fixed instead of free ones; `node` a fixed node name, which keeps the
+        broker's definitions and messages across starts (they are stored per node name)."""
         super().__init__(state_dir)
         self._plugins = tuple(plugins)
+        self._ports = ports
+        self._node = node
+        self.fixed_ports = ports is not None
         self._epmd: ProcessId | None = None
         self._script: ProcessId | None = None
         self._beam: ProcessId | None = None
@@ -73,8 +94,13 @@ class RabbitMQServer(Server[RabbitMQInfo]):
         self._rabbitmqctl = ""
 
     def _launch(self) -> RabbitMQInfo:
-        amqp, management, prometheus, dist, epmd_port = free_ports(5)
-        node = f"rabbit-{secrets.token_hex(4)}@localhost"
+        if self._ports is None:
+            amqp, management, prometheus, dist, epmd_port = free_ports(5)
+        else:
+            fixed = self._ports
+            amqp, management, prometheus = fixed.amqp, fixed.management, fixed.prometheus
+            dist, epmd_port = fixed.dist, fixed.epmd
+        node = self._node or f"rabbit-{secrets.token_hex(4)}@localhost"
         state = self.state_dir
         (state / "rabbitmq-env.conf").write_text("")  # instead of /etc/rabbitmq/rabbitmq-env.conf
         (state / "rabbitmq.conf").write_text(

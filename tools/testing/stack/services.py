@@ -41,11 +41,20 @@ _PORT_VARS = {
 }
 
 
+def _runfiles_roots() -> list[Path]:
+    roots = []
+    if "TEST_SRCDIR" in os.environ:
+        roots.append(Path(os.environ["TEST_SRCDIR"]) / os.environ["TEST_WORKSPACE"])
+    # Under `bazel run` this file sits in the binary's runfiles tree (not resolved: the file
+    # itself is a symlink into the source tree, where there are no built binaries).
+    roots.append(Path(os.path.abspath(__file__)).parents[3])
+    return roots
+
+
 def program(service: str) -> list[str]:
     """The command that runs a service: its `:main` py_binary from the runfiles under Bazel."""
-    if "TEST_SRCDIR" in os.environ:
-        runfiles = Path(os.environ["TEST_SRCDIR"]) / os.environ["TEST_WORKSPACE"]
-        binary = runfiles / "services" / service / "main"
+    for root in _runfiles_roots():
+        binary = root / "services" / service / "main"
         if binary.is_file():
             return [str(binary)]
     return [sys.executable, "-m", f"services.{service}.main"]
@@ -57,16 +66,27 @@ class ServiceProcess(Server[ServiceInfo]):
     ready_timeout: ClassVar[float] = 30.0
 
     def __init__(
-        self, state_dir: str | os.PathLike[str], service: str, backends: Mapping[str, str]
+        self,
+        state_dir: str | os.PathLike[str],
+        service: str,
+        backends: Mapping[str, str],
+        *,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
     ) -> None:
+        """`http_port`/`grpc_port` fixed instead of free ones (both, if the service has gRPC)."""
         self.name = service  # type: ignore[misc]  # per instance: one class for every service
         super().__init__(state_dir)
         self.service = service
         self.backends = dict(backends)
+        self._ports = (http_port, grpc_port)
+        self.fixed_ports = http_port is not None
 
     def _launch(self) -> ServiceInfo:
         http_var, grpc_var = _PORT_VARS[self.service]
-        http_port, grpc_port = free_ports(2)
+        free_http, free_grpc = free_ports(2)
+        http_port = self._ports[0] or free_http
+        grpc_port = self._ports[1] or free_grpc
         env = {**self.backends, http_var: str(http_port)}
         if grpc_var:
             env[grpc_var] = str(grpc_port)
