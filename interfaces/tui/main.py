@@ -1,7 +1,10 @@
 """Entry point of `//interfaces:tui` and `python -m interfaces.tui`.
 
-Interactive screen on a terminal; plain-text report with `--check`, without a TTY, or when the
-screen cannot start (say urwid is missing outside Bazel: the report then says so and how to fix).
+On a terminal: splash, prerequisite check, the local stack (launched unless running), then the
+live dashboard; with `--gateway`/`--read-model` (or OBSERVATORY_GATEWAY / OBSERVATORY_READ_MODEL)
+straight to the dashboard of that deployment. A plain-text prerequisite report with `--check`,
+without a TTY, or when the screen cannot start (say urwid is missing outside Bazel: the report
+then says so and how to fix).
 """
 
 from __future__ import annotations
@@ -17,18 +20,34 @@ from interfaces.tui.system import default_probes
 
 EXIT_OK = 0
 EXIT_MISSING = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="tui",
-        description="Check what running the observatory locally needs, and how to install it.",
+        description="The observatory's terminal dashboard: checks what running locally needs, "
+        "brings up the local stack and shows it live.",
     )
     parser.add_argument(
         "--check",
         action="store_true",
-        help="print the report as plain text; exit 1 if anything required is missing",
+        help="print the prerequisite report as plain text; exit 1 if anything required is missing",
+    )
+    parser.add_argument(
+        "--no-launch",
+        action="store_true",
+        help="do not start the local stack by itself: wait for L on the stack screen",
+    )
+    parser.add_argument(
+        "--processors", type=int, help="processor replicas of the local stack (default 2)"
+    )
+    parser.add_argument(
+        "--gateway", metavar="HOST:PORT", help="an existing deployment's gateway (gRPC)"
+    )
+    parser.add_argument(
+        "--read-model", metavar="HOST:PORT", help="an existing deployment's read model (gRPC)"
     )
     return parser.parse_args(argv)
 
@@ -62,12 +81,29 @@ def main(
         _fall_back("not a terminal")
         return run_check(probes, stdout)
     try:
-        from interfaces.tui.app import run_ui  # noqa: PLC0415 - urwid only when drawing
+        # urwid, grpc and the launcher only when drawing.
+        from interfaces.tui.app import run_ui  # noqa: PLC0415
+        from interfaces.tui.observatory_screen import observatory_screen  # noqa: PLC0415
+        from tools.launcher.factory import stack_from  # noqa: PLC0415
     except ImportError as exc:
         _fall_back(f"cannot start the screen ({exc})")
         return run_check(probes, stdout)
     try:
-        run_ui(probes, out=stdout)
+        stack = stack_from(
+            gateway=args.gateway, read_model=args.read_model, processors=args.processors
+        )
+    except ValueError as error:
+        print(f"tui: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        run_ui(
+            probes,
+            stack=stack,
+            local=stack.status().mode == "local",
+            auto_launch=not args.no_launch,
+            dashboard=observatory_screen,
+            out=stdout,
+        )
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return EXIT_OK

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from interfaces.tui.fakes import fake_probes
-from interfaces.tui.main import EXIT_MISSING, EXIT_OK, main
+from interfaces.tui.main import EXIT_MISSING, EXIT_OK, EXIT_USAGE, main
 from interfaces.tui.prereqs import Probes
 from interfaces.tui.report import TITLE
 
@@ -88,3 +88,17 @@ def test_real_program_without_tty_prints_report_instead_of_crashing() -> None:
     assert done.returncode in (EXIT_OK, EXIT_MISSING), done.stderr
     assert done.stdout.startswith(TITLE)
     assert "not a terminal" in done.stderr
+
+
+def test_a_malformed_remote_address_is_a_usage_error_naming_the_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status = main(
+        ["--gateway", "nohostport", "--read-model", "rm:50052"],
+        probes=fake_probes(),
+        stdin=FakeTty(),
+        stdout=FakeTty(),
+    )
+
+    assert status == EXIT_USAGE
+    assert "OBSERVATORY_GATEWAY: expected host:port, got 'nohostport'" in capsys.readouterr().err
