@@ -1,0 +1,348 @@
+"""Drives the observatory: submits no-op jobs through the gateway and watches them finish in the
+read model. Completion and stats freshness come from polling GetStats; job-detail freshness from
+polling GetJobDetail for a sample of jobs; submit->terminal latency from the job records."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+from observatory.events.v1 import event_pb2
+from observatory.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from observatory.jobs.v1 import job_pb2
+from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
+
+from services.common import postgres
+from tools.bench import stats, timeline
+
+JOB_TYPE = "noop"
+BATCH_SIZE = 500  # the gateway's SubmitJobs limit
+BATCH_CLIENTS = 2
+SINGLE_CLIENTS = 8
+STATS_POLL_SECONDS = 0.02
+DETAIL_POLL_SECONDS = 0.01
+DETAIL_SAMPLES = 50
+RPC_TIMEOUT = 60.0
+TERMINAL = (
+    job_pb2.JOB_STATUS_COMPLETED,
+    job_pb2.JOB_STATUS_FAILED,
+    job_pb2.JOB_STATUS_CANCELLED,
+    job_pb2.JOB_STATUS_DEAD_LETTERED,
+)
+TERMINAL_EVENTS = (
+    event_pb2.EVENT_TYPE_JOB_COMPLETED,
+    event_pb2.EVENT_TYPE_JOB_FAILED,
+    event_pb2.EVENT_TYPE_JOB_CANCELLED,
+    event_pb2.EVENT_TYPE_JOB_DEAD_LETTERED,
+)
+
+
+class BenchError(RuntimeError):
+    """A run could not finish: which run and why."""
+
+
+@dataclass
+class Clients:
+    gateway: gateway_pb2_grpc.JobServiceStub
+    read_model: read_model_pb2_grpc.ReadModelServiceStub
+    postgres_dsn: str
+
+
+@dataclass
+class Submitted:
+    """The jobs accepted so far; every `sample_every`-th goes to `sample` as soon as accepted."""
+
+    sample: Callable[[str], None]
+    sample_every: int
+    job_ids: list[str] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # wall clock when each job's RPC was sent
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, ids: Sequence[str], sent_at: float) -> None:
+        with self.lock:
+            first = len(self.job_ids)
+            self.job_ids.extend(ids)
+            self.sent_at.extend([sent_at] * len(ids))
+        for index, job_id in enumerate(ids, start=first):
+            if index % self.sample_every == 0:
+                self.sample(job_id)
+
+
+@dataclass(frozen=True)
+class RunResult(stats.Throughput):
+    latency_s: list[float]  # submit -> terminal, per job
+    stats_freshness_s: list[float]
+    detail_freshness_s: list[float]
+    failed_jobs: int
+
+
+def _spec() -> job_pb2.JobSpec:
+    return job_pb2.JobSpec(type=JOB_TYPE)
+
+
+def terminal_count(read_model: read_model_pb2_grpc.ReadModelServiceStub) -> int:
+    response = read_model.GetStats(read_model_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT)
+    return sum(c.count for c in response.stats.by_status if c.status in TERMINAL)
+
+
+class StatsPoller:
+    """Polls GetStats in a thread, recording (received_at, terminal jobs since the start)."""
+
+    def __init__(self, read_model: read_model_pb2_grpc.ReadModelServiceStub) -> None:
+        self._read_model = read_model
+        self.baseline = terminal_count(read_model)
+        self.polls: list[tuple[float, int]] = []
+        self.errors = 0
+        self._target: int | None = None
+        self._stop = threading.Event()
+        self.reached = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="stats-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def expect(self, jobs: int) -> None:
+        self._target = jobs
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                seen = terminal_count(self._read_model) - self.baseline
+            except grpc.RpcError:
+                self.errors += 1  # a slow or restarting read model; the deadline decides
+                self._stop.wait(STATS_POLL_SECONDS)
+                continue
+            self.polls.append((time.time(), seen))
+            if self._target is not None and seen >= self._target:
+                self.reached.set()
+                return
+            self._stop.wait(STATS_POLL_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class DetailSampler:
+    """Polls GetJobDetail for sampled jobs until each shows its terminal event; records how long
+    after the event's occurred_at that was. Polls only the oldest few unresolved jobs per tick,
+    as jobs finish roughly in submission order, so the sampling stays cheap."""
+
+    def __init__(self, read_model: read_model_pb2_grpc.ReadModelServiceStub) -> None:
+        self._read_model = read_model
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self.freshness: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="detail-sampler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def add(self, job_id: str) -> None:
+        with self._lock:
+            self._pending.append(job_id)
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _visible_terminal(self, job_id: str) -> float | None:
+        detail = self._read_model.GetJobDetail(
+            read_model_pb2.GetJobDetailRequest(job_id=job_id), timeout=RPC_TIMEOUT
+        )
+        for event in detail.events:
+            if event.event_type in TERMINAL_EVENTS:
+                return event.occurred_at.ToNanoseconds() / 1e9
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                batch = self._pending[:4]
+            for job_id in batch:
+                try:
+                    occurred = self._visible_terminal(job_id)
+                except grpc.RpcError:
+                    continue
+                if occurred is not None:
+                    self.freshness.append(max(0.0, time.time() - occurred))
+                    with self._lock:
+                        self._pending.remove(job_id)
+            self._stop.wait(DETAIL_POLL_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def submit_batches(clients: Clients, jobs: int, submitted: Submitted) -> None:
+    """SubmitJobs in batches of 500 from BATCH_CLIENTS concurrent clients."""
+    sizes = [min(BATCH_SIZE, jobs - start) for start in range(0, jobs, BATCH_SIZE)]
+
+    def send(size: int) -> None:
+        request = gateway_pb2.SubmitJobsRequest(specs=[_spec() for _ in range(size)])
+        sent_at = time.time()
+        response = clients.gateway.SubmitJobs(request, timeout=RPC_TIMEOUT)
+        submitted.add([r.job_id for r in response.results], sent_at)
+
+    with ThreadPoolExecutor(BATCH_CLIENTS, thread_name_prefix="batch") as pool:
+        list(pool.map(send, sizes))
+
+
+def submit_singles(clients: Clients, jobs: int, submitted: Submitted) -> None:
+    """SubmitJob one job per call from SINGLE_CLIENTS concurrent clients."""
+    request = gateway_pb2.SubmitJobRequest(spec=_spec())
+
+    def send(count: int) -> None:
+        for _ in range(count):
+            sent_at = time.time()
+            response = clients.gateway.SubmitJob(request, timeout=RPC_TIMEOUT)
+            submitted.add([response.job_id], sent_at)
+
+    shares = [jobs // SINGLE_CLIENTS + (i < jobs % SINGLE_CLIENTS) for i in range(SINGLE_CLIENTS)]
+    with ThreadPoolExecutor(SINGLE_CLIENTS, thread_name_prefix="single") as pool:
+        list(pool.map(send, [s for s in shares if s]))
+
+
+def submit_at_rate(rate: float) -> Callable[[Clients, int, Submitted], None]:
+    """Open loop: job i is sent at start + i / rate whatever the responses, and its latency is
+    counted from that scheduled time, so a slow system cannot slow the offered load down."""
+
+    def submit(clients: Clients, jobs: int, submitted: Submitted) -> None:
+        request = gateway_pb2.SubmitJobRequest(spec=_spec())
+        start = time.time()
+        futures = []
+        for i in range(jobs):
+            scheduled = start + i / rate
+            delay = scheduled - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            futures.append(
+                (scheduled, clients.gateway.SubmitJob.future(request, timeout=RPC_TIMEOUT))
+            )
+        for scheduled, future in futures:
+            submitted.add([future.result().job_id], scheduled)
+
+    return submit
+
+
+def finished_times(dsn: str, job_ids: Sequence[str]) -> tuple[dict[str, float], int]:
+    """job id -> finished_at (epoch seconds) from the system of record, and how many failed."""
+    with postgres.connect(dsn, autocommit=True, application_name="bench") as conn:
+        rows = conn.execute(
+            "SELECT id::text, extract(epoch FROM finished_at)::float8, status FROM jobs"
+            " WHERE id = ANY(%s::uuid[]) AND finished_at IS NOT NULL",
+            (list(job_ids),),
+        ).fetchall()
+    return {row[0]: row[1] for row in rows}, sum(1 for row in rows if row[2] != "completed")
+
+
+_UNFINISHED = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running', 'retry_scheduled')"
+
+
+def wait_idle(dsn: str, timeout: float) -> int:
+    """Waits until no job is pending, running or scheduled for retry (what an earlier, failed run
+    left behind would otherwise finish during the next run and be counted as its jobs).
+    Returns how many were still unfinished at the deadline (0: idle)."""
+    deadline = time.monotonic() + timeout
+    with postgres.connect(dsn, autocommit=True, application_name="bench") as conn:
+        while True:
+            row = conn.execute(_UNFINISHED).fetchone()
+            busy = int(row[0]) if row else 0
+            if busy == 0 or time.monotonic() > deadline:
+                return busy
+            time.sleep(0.2)
+
+
+def run(
+    clients: Clients,
+    mode: str,
+    jobs: int,
+    submit: Callable[[Clients, int, Submitted], None],
+    timeout: float,
+) -> RunResult:
+    """One measured run: submit `jobs` jobs, wait until the read model counts them all terminal."""
+    leftover = wait_idle(clients.postgres_dsn, timeout)
+    if leftover:
+        raise BenchError(f"{mode} {jobs}: {leftover} earlier jobs still unfinished, not started")
+    poller = StatsPoller(clients.read_model)
+    sampler = DetailSampler(clients.read_model)
+    submitted = Submitted(sampler.add, sample_every=max(1, jobs // DETAIL_SAMPLES))
+    poller.expect(jobs)
+    poller.start()
+    sampler.start()
+    first_sent = time.time()
+    submit(clients, jobs, submitted)
+    submit_seconds = time.time() - first_sent
+    reached = poller.reached.wait(timeout)
+    poller.stop()
+    deadline = time.time() + 30
+    while sampler.pending() and time.time() < deadline:
+        time.sleep(0.05)
+    sampler.stop()
+    if not reached:
+        seen = poller.polls[-1][1] if poller.polls else 0
+        raise BenchError(f"{mode} {jobs}: only {seen} jobs terminal after {timeout:.0f} s")
+    done = timeline.first_reaching(poller.polls, jobs)
+    assert done is not None  # reached implies a poll counted them all
+    finished, failed = finished_times(clients.postgres_dsn, submitted.job_ids)
+    latency = [
+        finished[job_id] - sent_at
+        for job_id, sent_at in zip(submitted.job_ids, submitted.sent_at, strict=True)
+        if job_id in finished
+    ]
+    return RunResult(
+        mode=mode,
+        jobs=jobs,
+        submit_seconds=submit_seconds,
+        end_to_end_seconds=done - first_sent,
+        latency_s=latency,
+        stats_freshness_s=timeline.stats_freshness(list(finished.values()), poller.polls),
+        detail_freshness_s=sampler.freshness,
+        failed_jobs=failed,
+    )
+
+
+def query_latency(clients: Clients, calls: int) -> dict[str, list[float]]:
+    """Seconds per call of the read model's three typical queries, `calls` of each."""
+    page = read_model_pb2.ListJobsRequest(
+        statuses=[job_pb2.JOB_STATUS_COMPLETED], types=[JOB_TYPE], page_size=50
+    )
+    first = clients.read_model.ListJobs(page, timeout=RPC_TIMEOUT)
+    ids = [job.id for job in first.jobs] or [""]
+    rng = random.Random(7)
+    queries: dict[str, Callable[[], object]] = {
+        "stats": lambda: clients.read_model.GetStats(
+            read_model_pb2.GetStatsRequest(), timeout=RPC_TIMEOUT
+        ),
+        "job_page": lambda: clients.read_model.ListJobs(page, timeout=RPC_TIMEOUT),
+        "job_detail": lambda: clients.read_model.GetJobDetail(
+            read_model_pb2.GetJobDetailRequest(job_id=rng.choice(ids)), timeout=RPC_TIMEOUT
+        ),
+    }
+    out: dict[str, list[float]] = {}
+    for name, call in queries.items():
+        call()  # warm the connection
+        samples = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - began)
+        out[name] = samples
+    return out
+
+
+def connect(gateway_target: str, read_model_target: str, postgres_dsn: str) -> Clients:
+    gateway = grpc.insecure_channel(gateway_target)
+    read_model = grpc.insecure_channel(read_model_target)
+    return Clients(
+        gateway_pb2_grpc.JobServiceStub(gateway),
+        read_model_pb2_grpc.ReadModelServiceStub(read_model),
+        postgres_dsn,
+    )
