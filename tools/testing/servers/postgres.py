@@ -94,11 +94,16 @@ class PostgresServer(Server[PostgresInfo]):
             self._run_checked(self._unprivileged(initdb_argv), env=self._env, timeout=120)
         port = self._port or free_port()
         # Durability is pointless for a throwaway cluster and costs seconds per test.
-        speed = [] if durable else ["-c", "fsync=off", "-c", "full_page_writes=off"]
+        # A durable cluster (the local stack) keeps every commit that was acknowledged.
+        speed = (
+            []
+            if durable
+            else ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
+        )
         postgres_argv = [
             postgres, "-D", str(data_dir), "-p", str(port), "-k", str(socket_dir),
             "-c", f"listen_addresses={HOST}",
-            *speed, "-c", "synchronous_commit=off",
+            *speed,
         ]  # fmt: skip
         self._spawn(self._unprivileged(postgres_argv), env=self._env)
         return PostgresInfo(
@@ -125,7 +130,9 @@ class PostgresServer(Server[PostgresInfo]):
         return accepts_tcp(info.port)
 
     def _graceful_stop(self) -> None:
-        argv = [self._pg_ctl, "-D", str(self.info.data_dir), "-m", "immediate", "-w", "stop"]
+        # Throwaway clusters stop at once; a durable one shuts down cleanly (no recovery next start).
+        mode = "fast" if self._data_dir is not None else "immediate"
+        argv = [self._pg_ctl, "-D", str(self.info.data_dir), "-m", mode, "-w", "stop"]
         status = self._run(self._unprivileged(argv), env=self._env, timeout=20)
         if status != 0:  # pg_ctl found no postmaster to signal: do what it would have done
             self._main().signal(signal.SIGQUIT)
