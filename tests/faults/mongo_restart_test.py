@@ -1,0 +1,18 @@
+"""The MongoDB-wire server (nx-27017, file database) stopped for 10 s mid-stream (SIGTERM), then
+a new server on the same port with the same data: the services that need it report not-ready
+meanwhile, then the pipeline catches up, no accepted job lost and none counted twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.stack import Stack
+from tests.faults.store_outage import restart_mid_stream
+
+pytestmark = [pytest.mark.integration]
+
+RESTARTABLE_BACKENDS = True
+
+
+def test_mongo_restart_pauses_then_catches_up(stack: Stack) -> None:
+    restart_mid_stream(stack, "mongo", ["metrics_engine", "read_model"], refuses_submissions=False)

@@ -1,0 +1,136 @@
+"""Two scenarios for every backend, mid-stream for OUTAGE_S: frozen (a hung server), or stopped
+and started again (a real restart). The services that need it report not-ready meanwhile, then
+the pipeline catches up with every store in agreement."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from services.common.topology import METRICS_QUEUE
+from tests.faults.consistency import check_consistency
+from tests.faults.observe import ReadinessWatch, queue_backlog
+from tests.faults.outages import frozen, restarted
+from tests.faults.stack import Stack
+from tests.faults.stream import JobStream
+from tools.testing.servers import Server
+from tools.testing.waiting import wait_for
+
+JOBS = 5000
+OUTAGE_S = 10.0
+
+
+def freeze_mid_stream(stack: Stack, server: Server[Any], dependants: Sequence[str]) -> None:
+    """`dependants`: keys of `stack.services` that must report not-ready during the outage."""
+    stream = JobStream(stack.gateway.info.grpc_target, stack.gateway.info.url, total=JOBS)
+    urls = {name: stack.services[name].info.url for name in dependants}
+    began = time.monotonic()
+    with ReadinessWatch(urls) as watch:
+        stream.start()
+        try:
+            stream.wait_accepted(JOBS // 4, timeout=180)
+            with frozen(server):
+                down = time.monotonic()
+                time.sleep(OUTAGE_S)
+            up = time.monotonic()
+            print(
+                f"{server.name} frozen for {up - down:.1f}s at {stream.accepted_count()} accepted"
+            )
+            stream.wait(timeout=300)
+        finally:
+            stream.stop()
+        wait_for(
+            lambda: all(watch.ready_after(name, up) for name in dependants),
+            what=f"{', '.join(dependants)} to be ready again",
+            timeout=60,
+        )
+    for name in dependants:
+        seen = watch.statuses(name, down, up)
+        print(f"{name} /readyz during the outage: {seen}")
+        assert any(status != 200 for status in seen), f"{name} stayed ready: {seen}"
+    assert not [answer for answer in stream.answers if answer.kind == "error"]
+    refused = [answer for answer in stream.answers if answer.kind == "unavailable"]
+    print(f"gateway refusals during the run: {len(refused)}; slowest answer: {stream.slowest()}")
+    check_consistency(
+        stack, stream.job_ids(), keys=stream.keys(), expect_status="completed", timeout=240
+    )
+    print(f"all stores agree {time.monotonic() - began:.0f}s after the first submit")
+
+
+def restart_mid_stream(
+    stack: Stack, name: str, dependants: Sequence[str], *, refuses_submissions: bool
+) -> None:
+    """Backend `name` stopped for OUTAGE_S mid-stream and started again on the same ports and
+    data. `dependants` must report not-ready meanwhile; `refuses_submissions`: the gateway needs
+    this backend to accept a job, so it must answer UNAVAILABLE / 503 and accept nothing."""
+    stream = JobStream(stack.gateway.info.grpc_target, stack.gateway.info.url, total=JOBS)
+    urls = {key: stack.services[key].info.url for key in dependants}
+    with ReadinessWatch(urls) as watch:
+        stream.start()
+        try:
+            stream.wait_accepted(JOBS // 4, timeout=180)
+            stopping = time.monotonic()
+            with restarted(stack, name) as down:
+                print(
+                    f"{name} stopped in {down - stopping:.1f}s, {stream.accepted_count()} accepted"
+                )
+                # Events pile up while a store of the metrics engine is away (it stops acking).
+                time.sleep(2.0)
+                backlog = _events_backlog(stack, name)
+                time.sleep(max(0.0, down + OUTAGE_S - time.monotonic()))
+                backlog += _events_backlog(stack, name)
+                restarting = time.monotonic()
+                down_seen = stream.answers_between(down, restarting)
+            up = time.monotonic()
+            print(
+                f"{name} down {restarting - down:.1f}s, new server ready in {up - restarting:.1f}s"
+            )
+            accepted_before = stream.accepted_count()
+            wait_for(
+                stream.accepted_count,
+                until=lambda count: count > accepted_before or count == JOBS,
+                what=f"the gateway to accept jobs again after {name} came back",
+                timeout=120,
+            )
+            print(f"accepting again {time.monotonic() - up:.1f}s after {name} came back")
+            stream.wait(timeout=300)
+        finally:
+            stream.stop()
+        wait_for(
+            lambda: all(watch.ready_after(key, up) for key in dependants),
+            what=f"{', '.join(dependants)} to be ready again",
+            timeout=60,
+        )
+    for key in dependants:
+        ready = watch.first_ready_after(key, up)
+        print(f"{key} ready {(ready or up) - up:.1f}s after {name} came back")
+    for key in dependants:
+        seen = watch.statuses(key, down, restarting)
+        print(f"{key} /readyz while {name} was down: {seen}")
+        assert any(status != 200 for status in seen), f"{key} stayed ready: {seen}"
+    refused = [answer for answer in down_seen if answer.kind == "unavailable"]
+    # Sent once the server was down (an answer received then may have been sent before).
+    accepted_while_down = [a for a in down_seen if a.kind == "accepted" and a.at - a.took >= down]
+    print(
+        f"while {name} was down: {len(refused)} refusals {sorted({a.detail for a in refused})}, "
+        f"{len(accepted_while_down)} acceptances; slowest answer of the run: {stream.slowest()}"
+    )
+    if name in ("redis", "mongo"):
+        print(f"{METRICS_QUEUE} backlog 2 s into the outage and at its end: {backlog}")
+        assert backlog[1] > backlog[0], f"events kept being consumed with {name} down: {backlog}"
+    if refuses_submissions:
+        assert refused, f"no UNAVAILABLE/503 while {name} was down; answers: {down_seen}"
+        assert not accepted_while_down, f"accepted with {name} down: {accepted_while_down}"
+    else:
+        assert accepted_while_down, f"submissions stopped while {name} was down: {down_seen}"
+    assert not [answer for answer in stream.answers if answer.kind == "error"]
+    check_consistency(
+        stack, stream.job_ids(), keys=stream.keys(), expect_status="completed", timeout=240
+    )
+    print(f"all stores agree {time.monotonic() - up:.0f}s after {name} came back")
+
+
+def _events_backlog(stack: Stack, name: str) -> list[int]:
+    """The metrics engine's queue depth, if the broker is there to ask."""
+    return [] if name == "rabbitmq" else [queue_backlog(stack.rabbitmq.info, METRICS_QUEUE)]
