@@ -130,7 +130,7 @@ class PostgresServer(Server[PostgresInfo]):
         return accepts_tcp(info.port)
 
     def _graceful_stop(self) -> None:
-        # Throwaway clusters stop at once; a durable one shuts down cleanly (no recovery next start).
+        # Throwaway clusters stop at once; a durable one shuts down cleanly (no recovery after).
         mode = "fast" if self._data_dir is not None else "immediate"
         argv = [self._pg_ctl, "-D", str(self.info.data_dir), "-m", mode, "-w", "stop"]
         status = self._run(self._unprivileged(argv), env=self._env, timeout=20)
