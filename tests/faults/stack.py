@@ -24,7 +24,7 @@ from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, R
 from tools.testing.servers.net import free_ports
 from tools.testing.servers.rabbitmq import RabbitMQPorts
 from tools.testing.stack.backends import Backends, running_backends, serving
-from tools.testing.stack.services import ServiceProcess
+from tools.testing.stack.services import ServiceSet
 
 # Short enough that an abandoned attempt (SIGKILLed processor) is retried within seconds.
 FAULT_SETTINGS = {
@@ -35,15 +35,11 @@ FAULT_SETTINGS = {
 
 
 @dataclass
-class Stack:
-    state_dir: Path
-    env: dict[str, str]
+class Stack(ServiceSet):
     rabbitmq: RabbitMQServer
     postgres: PostgresServer
     mongo: MongoServer
     redis: RedisServer
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    processors: list[ServiceProcess] = field(default_factory=list)
     # New servers on the same ports and data (a restartable stack only).
     factories: BackendFactories | None = None
     # Servers started by `replace`: stopped with the stack.
@@ -62,32 +58,6 @@ class Stack:
         setattr(self, name, server)
         server.start()
         return server
-
-    def start_service(self, service: str, key: str) -> ServiceProcess:
-        process = ServiceProcess(self.state_dir / key, service, self.env)
-        self.services[key] = process
-        process.start()
-        return process
-
-    def start_processor(self) -> ServiceProcess:
-        process = self.start_service("processor", f"processor-{len(self.processors) + 1}")
-        self.processors.append(process)
-        return process
-
-    @property
-    def gateway(self) -> ServiceProcess:
-        return self.services["gateway"]
-
-    @property
-    def read_model(self) -> ServiceProcess:
-        return self.services["read_model"]
-
-    @property
-    def metrics_engine(self) -> ServiceProcess:
-        return self.services["metrics_engine"]
-
-    def log_reports(self, lines: int = 40) -> str:
-        return "\n".join(process.log_report(lines) for process in self.services.values())
 
 
 @dataclass(frozen=True)

@@ -4,50 +4,23 @@ services as real processes (two processors). Shared by the module; each test use
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import pytest
 
 from tools.testing.servers import MongoServer, PostgresServer, RabbitMQServer, RedisServer
 from tools.testing.stack.backends import running_backends
-from tools.testing.stack.services import ServiceProcess
+from tools.testing.stack.services import ServiceSet
 
 pytest_plugins = ["tools.testing.servers.pytest_plugin"]
 
 
 @dataclass
-class Pipeline:
-    state_dir: Path
-    backends: dict[str, str]
+class Pipeline(ServiceSet):
     rabbitmq: RabbitMQServer
     postgres: PostgresServer
     mongo: MongoServer
     redis: RedisServer
-    services: dict[str, ServiceProcess] = field(default_factory=dict)
-    processors: list[ServiceProcess] = field(default_factory=list)
-
-    def start_service(self, name: str, key: str) -> ServiceProcess:
-        process = ServiceProcess(self.state_dir / key, name, self.backends)
-        self.services[key] = process
-        process.start()
-        return process
-
-    def start_processor(self) -> ServiceProcess:
-        process = self.start_service("processor", f"processor-{len(self.processors) + 1}")
-        self.processors.append(process)
-        return process
-
-    @property
-    def gateway(self) -> ServiceProcess:
-        return self.services["gateway"]
-
-    @property
-    def read_model(self) -> ServiceProcess:
-        return self.services["read_model"]
-
-    def log_reports(self) -> str:
-        return "\n".join(s.log_report(40) for s in self.services.values())
 
 
 @pytest.fixture(scope="module")

@@ -104,3 +104,40 @@ class ServiceProcess(Server[ServiceInfo]):
 
     def _ready(self, info: ServiceInfo) -> bool:
         return http_status(f"{info.url}/readyz") == 200
+
+
+@dataclass
+class ServiceSet:
+    """The services of one end-to-end test, started over the same backends (`env`), by key
+    ("gateway", "processor-2"); stopping them is the test's fixture's job."""
+
+    state_dir: Path
+    env: dict[str, str]
+    services: dict[str, ServiceProcess] = field(default_factory=dict, kw_only=True)
+    processors: list[ServiceProcess] = field(default_factory=list, kw_only=True)
+
+    def start_service(self, service: str, key: str) -> ServiceProcess:
+        process = ServiceProcess(self.state_dir / key, service, self.env)
+        self.services[key] = process
+        process.start()
+        return process
+
+    def start_processor(self) -> ServiceProcess:
+        process = self.start_service("processor", f"processor-{len(self.processors) + 1}")
+        self.processors.append(process)
+        return process
+
+    @property
+    def gateway(self) -> ServiceProcess:
+        return self.services["gateway"]
+
+    @property
+    def read_model(self) -> ServiceProcess:
+        return self.services["read_model"]
+
+    @property
+    def metrics_engine(self) -> ServiceProcess:
+        return self.services["metrics_engine"]
+
+    def log_reports(self, lines: int = 40) -> str:
+        return "\n".join(process.log_report(lines) for process in self.services.values())
