@@ -7,15 +7,12 @@ screen (a tool it checks for is hidden); tests/e2e drives the whole stack.
 
 from __future__ import annotations
 
-import os
-import shlex
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tools.testing.tmux import TMUX, Tmux, tmux_session
+from tools.testing.tmux import TMUX, Tmux, tmux_session, tui_command
 
 REPO_ROOT = Path(__file__).absolute().parents[2]  # not resolve(): stay inside runfiles
 TITLE = "Distributed Task Observatory - prerequisites"
@@ -24,17 +21,6 @@ START_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 15.0
 
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
-
-
-def tui_command() -> list[str]:
-    if explicit := os.environ.get("TUI_BIN"):
-        return shlex.split(explicit)
-    srcdir, workspace = os.environ.get("TEST_SRCDIR"), os.environ.get("TEST_WORKSPACE")
-    if srcdir and workspace:
-        binary = Path(srcdir) / workspace / "interfaces" / "tui" / "tui"
-        assert binary.exists(), f"{binary} missing: add //interfaces/tui to the test's data"
-        return [str(binary)]
-    return [sys.executable, "-m", "interfaces.tui"]
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shlex
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from functools import partial
@@ -23,7 +21,7 @@ import pytest
 
 from tools.launcher.ports import ALL_PORTS
 from tools.testing.servers.net import free_ports
-from tools.testing.tmux import TMUX, Tmux, tmux_session
+from tools.testing.tmux import TMUX, Tmux, tmux_session, tui_command
 from tools.testing.waiting import wait_for
 
 REPO_ROOT = Path(__file__).absolute().parents[2]  # not resolve(): stay inside runfiles
@@ -34,17 +32,6 @@ STOP_TIMEOUT_S = 120.0
 DASHBOARD_FOOTER = "^Q stop stack"
 
 pytestmark = pytest.mark.skipif(TMUX is None, reason="tmux is not installed")
-
-
-def tui_command() -> list[str]:
-    if explicit := os.environ.get("TUI_BIN"):
-        return shlex.split(explicit)
-    srcdir, workspace = os.environ.get("TEST_SRCDIR"), os.environ.get("TEST_WORKSPACE")
-    if srcdir and workspace:
-        binary = Path(srcdir) / workspace / "interfaces" / "tui" / "tui"
-        assert binary.exists(), f"{binary} missing: add //interfaces/tui to the test's data"
-        return [str(binary)]
-    return [sys.executable, "-m", "interfaces.tui"]
 
 
 def stack_env(state_dir: Path) -> dict[str, str]:

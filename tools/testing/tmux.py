@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,20 @@ from tools.testing.waiting import wait_for
 
 TMUX = shutil.which("tmux")
 SESSION = "tui"
+
+
+def tui_command() -> list[str]:
+    """The terminal UI as `bazel run //interfaces:tui` runs it: the binary from the test's
+    runfiles under `bazel test` (it must be in the test's data), `python -m interfaces.tui`
+    under plain pytest, or whatever `TUI_BIN` names."""
+    if explicit := os.environ.get("TUI_BIN"):
+        return shlex.split(explicit)
+    srcdir, workspace = os.environ.get("TEST_SRCDIR"), os.environ.get("TEST_WORKSPACE")
+    if srcdir and workspace:
+        binary = Path(srcdir) / workspace / "interfaces" / "tui" / "tui"
+        assert binary.exists(), f"{binary} missing: add //interfaces/tui to the test's data"
+        return [str(binary)]
+    return [sys.executable, "-m", "interfaces.tui"]
 
 
 def short_tmpdir() -> str:
