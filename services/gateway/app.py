@@ -13,6 +13,7 @@ from services.common.http_app import HttpServer
 from services.gateway import grpc_api, http_api
 from services.gateway.config import GatewayConfig
 from services.gateway.dead_letters import DeadLetters
+from services.gateway.outbox import Outbox
 from services.gateway.pool import Pool
 from services.gateway.publisher import Publisher
 from services.gateway.service import JobService
@@ -30,12 +31,14 @@ class RunningGateway:
     _grpc: grpc_server.GrpcServer
     _http: HttpServer
     _publisher: Publisher
+    _outbox: Outbox
     _pool: Pool
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops accepting, lets in-flight calls finish (up to the grace), closes backends."""
         self._grpc.stop(grace_seconds)
         self._http.stop()
+        self._outbox.stop()
         self._publisher.close()
         self._pool.close()
         log.info("gateway stopped")
@@ -57,7 +60,10 @@ def start(config: GatewayConfig) -> RunningGateway:
     producer = event_pb2.Producer(
         service="gateway", instance_id=config.instance_id, version=VERSION
     )
-    service = JobService(pool, publisher, config.limits, producer)
+    # Past the grace a request has surely given up on its publish: a lock wait plus a confirm
+    # wait, each bounded by the backend timeout.
+    outbox = Outbox(pool, publisher, grace_seconds=2 * config.backend_timeout_seconds + 1).start()
+    service = JobService(pool, publisher, outbox, config.limits, producer)
     dead_letters = DeadLetters(
         config.amqp_url, service.retry_dead_lettered, timeout=config.backend_timeout_seconds
     )
@@ -83,10 +89,11 @@ def start(config: GatewayConfig) -> RunningGateway:
         http = HttpServer(app, config.host, config.http_port).start()
     except BaseException:
         grpc.stop(0)
+        outbox.stop()
         publisher.close()
         pool.close()
         raise
     log.info(
         "gateway listening: gRPC %s:%d, HTTP %s:%d", config.host, grpc.port, config.host, http.port
     )
-    return RunningGateway(grpc.port, http.port, grpc, http, publisher, pool)
+    return RunningGateway(grpc.port, http.port, grpc, http, publisher, outbox, pool)

@@ -136,6 +136,15 @@ class Publisher:
                 raise BrokerUnavailableError(f"publish failed: {failure!r}") from failure
             self._next_attempt = 0.0
 
+    def ensure_connected(self) -> None:
+        """Returns at once while the channel is open; else connects (or BrokerUnavailableError,
+        quickly while the reconnect backoff runs)."""
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            return
+        with self._lock:
+            self._ensure_channel()
+
     def ready(self) -> bool:
         """Whether the broker is connected now (connecting if the backoff allows)."""
         with self._lock:

@@ -1,8 +1,10 @@
 """What the gateway does, whatever the transport: submit, cancel, retry and read jobs.
 
-Every change is one PostgreSQL transaction that also publishes its messages with confirms
-before committing: a job is accepted only once its row, its work message and its event are all
-durable. A broker failure rolls the transaction back (nothing half-accepted stays behind).
+Every change is one PostgreSQL transaction that writes its rows and an outbox entry with its
+messages (work, events, cancel broadcast); after the commit the messages are published with
+confirms (outbox.py). A job is accepted once its row and its messages are committed: the outbox
+delivers them even if the broker fails right after. A broker already known to be down refuses
+the change before anything is written (UnavailableError), so clients see the outage.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from services.common.wire import (
 )
 from services.gateway import validation
 from services.gateway.config import Limits
+from services.gateway.outbox import Outbox
 from services.gateway.publisher import BrokerUnavailableError, Message
 from services.jobstore import store
 
@@ -64,8 +67,11 @@ class ConnectionSource(Protocol):
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
 
 
-class Publishing(Protocol):
-    def publish(self, messages: Sequence[Message]) -> None: ...
+class Broker(Protocol):
+    def ensure_connected(self) -> None: ...
+
+
+Outgoing = list[Message]  # a change's messages, sent after its commit
 
 
 def work_message(job: job_pb2.Job, attempt: int) -> Message:
@@ -114,12 +120,14 @@ class JobService:
     def __init__(
         self,
         pool: ConnectionSource,
-        publisher: Publishing,
+        broker: Broker,
+        outbox: Outbox,
         limits: Limits,
         producer: event_pb2.Producer,
     ) -> None:
         self._pool = pool
-        self._publisher = publisher
+        self._broker = broker
+        self._outbox = outbox
         self._limits = limits
         self._producer = producer
 
@@ -127,9 +135,8 @@ class JobService:
         """Records and enqueues validated specs in one transaction and one confirmed publish."""
         now = datetime.now(UTC)
         results: list[Submitted] = []
-        messages: list[Message] = []
 
-        def work(conn: psycopg.Connection[Any]) -> None:
+        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> None:
             # One multi-row INSERT for the batch (row by row was the submit path's main cost).
             new_jobs = [self._new_job(spec, correlation_id, now) for spec in specs]
             for spec, (job, created) in zip(specs, store.insert_jobs(conn, new_jobs), strict=True):
@@ -139,10 +146,8 @@ class JobService:
                 if created:
                     messages.append(work_message(job, attempt=1))
                     messages.append(event_message(self._created_event(job, spec, now)))
-            if messages:
-                self._publisher.publish(messages)
 
-        self._in_transaction(work)
+        self._change(work)
         return results
 
     def get(self, job_id: str) -> job_pb2.Job:
@@ -160,7 +165,7 @@ class JobService:
         """(job after the request, id of the job.cancelled event or "" when only requested)."""
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any]) -> tuple[job_pb2.Job, str]:
+        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> tuple[job_pb2.Job, str]:
             row = self._locked_row(conn, job_id)
             status = row["status"]
             if status == "cancelled":
@@ -169,7 +174,7 @@ class JobService:
                 # Version unchanged: no transition happened yet and no event is published; the
                 # processor running it makes the transition (and its event) when it stops.
                 row = self._update(conn, job_id, "cancel_requested = true", bump=False)
-                self._publisher.publish([cancel_broadcast(job_id)])
+                messages.append(cancel_broadcast(job_id))
                 return store.job_from_row(row), ""
             if status not in ("pending", "retry_scheduled"):
                 raise ConflictError(
@@ -181,48 +186,44 @@ class JobService:
             )
             # attempt 0: no attempt was running, the job was stopped while waiting.
             envelope = self._event(row, job_cancelled=event_pb2.JobCancelled(reason=reason))
-            self._publisher.publish([event_message(envelope)])
+            messages.append(event_message(envelope))
             return store.job_from_row(row), envelope.event_id
 
-        return self._in_transaction(work)
+        return self._change(work)
 
     def retry(self, job_id: str) -> tuple[job_pb2.Job, str]:
         """Re-queues a failed, dead-lettered or cancelled job; (job, job.retry_scheduled id)."""
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any]) -> tuple[job_pb2.Job, str]:
+        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> tuple[job_pb2.Job, str]:
             row = self._locked_row(conn, job_id)
             if row["status"] not in RETRYABLE:
                 raise ConflictError(
                     f"job {job_id} is {row['status']}; only {', '.join(RETRYABLE)} jobs can be "
                     "retried"
                 )
-            job, messages = self._requeue(conn, store.job_from_row(row))
-            self._publisher.publish(messages)
+            job = self._requeue(conn, store.job_from_row(row), messages)
             return job, messages[-1].message_id or ""
 
-        return self._in_transaction(work)
+        return self._change(work)
 
     def retry_failed(self) -> int:
         """Re-queues every FAILED and DEAD_LETTERED job; returns how many."""
         total = 0
         while True:
 
-            def work(conn: psycopg.Connection[Any]) -> int:
+            def work(conn: psycopg.Connection[Any], messages: Outgoing) -> int:
                 with conn.cursor(row_factory=dict_row) as cur:
                     rows = cur.execute(
                         "SELECT * FROM jobs WHERE status = ANY(%s) ORDER BY created_at"
                         " LIMIT %s FOR UPDATE SKIP LOCKED",
                         (list(RETRY_ALL), RETRY_ALL_CHUNK),
                     ).fetchall()
-                messages: list[Message] = []
                 for row in rows:
-                    messages += self._requeue(conn, store.job_from_row(row))[1]
-                if messages:
-                    self._publisher.publish(messages)
+                    self._requeue(conn, store.job_from_row(row), messages)
                 return len(rows)
 
-            done = self._in_transaction(work)
+            done = self._change(work)
             total += done
             if done < RETRY_ALL_CHUNK:
                 return total
@@ -235,25 +236,40 @@ class JobService:
         """
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any]) -> job_pb2.Job | None:
+        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> job_pb2.Job | None:
             row = self._locked_row(conn, job_id)
             if row["status"] != "dead_lettered":
                 return None
-            job, messages = self._requeue(conn, store.job_from_row(row))
-            self._publisher.publish(messages)
-            return job
+            return self._requeue(conn, store.job_from_row(row), messages)
 
-        return self._in_transaction(work)
+        return self._change(work)
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _change(self, work: Callable[[psycopg.Connection[Any], Outgoing], T]) -> T:
+        """Runs `work` in one transaction with an outbox entry for the messages it adds, then
+        sends them; a broker known to be down refuses the change before it is written."""
+        try:
+            self._broker.ensure_connected()
+        except BrokerUnavailableError as error:
+            raise UnavailableError(str(error)) from error
+        messages: Outgoing = []
+
+        def with_outbox(conn: psycopg.Connection[Any]) -> tuple[T, int | None]:
+            result = work(conn, messages)
+            return result, self._outbox.record(conn, messages) if messages else None
+
+        result, entry = self._in_transaction(with_outbox)
+        if entry is not None:
+            # Committed: the change stands even if this publish fails (the relay sends it).
+            self._outbox.deliver(entry, messages)
+        return result
 
     def _in_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Runs `work` in one transaction; backend failures become UnavailableError."""
         try:
             with self._pool.connection() as conn, conn.transaction():
                 return work(conn)
-        except BrokerUnavailableError as error:
-            raise UnavailableError(str(error)) from error
         except psycopg.OperationalError as error:
             raise UnavailableError(f"database unavailable: {error}") from error
 
@@ -284,8 +300,8 @@ class JobService:
         return row
 
     def _requeue(
-        self, conn: psycopg.Connection[Any], job: job_pb2.Job
-    ) -> tuple[job_pb2.Job, list[Message]]:
+        self, conn: psycopg.Connection[Any], job: job_pb2.Job, messages: Outgoing
+    ) -> job_pb2.Job:
         row = self._update(
             conn,
             job.id,
@@ -299,7 +315,8 @@ class JobService:
         retry.delay.FromSeconds(0)
         retry.next_attempt_at.FromDatetime(row["updated_at"])
         envelope = self._event(row, job_retry_scheduled=retry)
-        return requeued, [work_message(requeued, requeued.attempts + 1), event_message(envelope)]
+        messages += [work_message(requeued, requeued.attempts + 1), event_message(envelope)]
+        return requeued
 
     def _event(self, row: dict[str, Any], **payload: object) -> event_pb2.EventEnvelope:
         return events.envelope(

@@ -15,14 +15,5 @@ pytestmark = [pytest.mark.integration]
 RESTARTABLE_BACKENDS = True
 
 
-# Known bug, kept visible: when the broker goes away after confirming part of a batch, the
-# gateway rolls back and the client resubmits, but the batch's job.created events were already
-# out: they stay as phantom PENDING jobs in MongoDB, Redis and GetStats (bug 5, the same cause as
-# postgres_restart_test). It happens in some runs only, so the marker is not strict.
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug 5 (tests/faults/README.md): job.created events of a rolled-back submit are "
-    "never retracted",
-)
 def test_broker_restart_mid_stream_loses_no_accepted_job(stack: Stack) -> None:
     restart_mid_stream(stack, "rabbitmq", ["gateway", "processor-1"], refuses_submissions=True)

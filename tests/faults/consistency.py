@@ -57,6 +57,7 @@ class Snapshot:
     redis_totals: dict[str, int]
     stats_status: dict[str, int]
     stats_total: int
+    outbox_entries: int = 0  # committed changes whose messages the broker has not confirmed
 
     def postgres_status_counts(self) -> dict[str, int]:
         return dict(Counter(row.status for row in self.jobs.values()))
@@ -93,6 +94,7 @@ def snapshot(stack: Stack) -> Snapshot:
             GROUP BY j.id
             """
         ).fetchall()
+        outbox = conn.execute("SELECT count(*) FROM outbox").fetchone()
     jobs = {row[0]: JobRow(row[1], row[2], int(row[3])) for row in rows}
 
     client = mongo.connect(stack.mongo.info.url)
@@ -142,6 +144,7 @@ def snapshot(stack: Stack) -> Snapshot:
         redis_totals=redis_totals,
         stats_status=_nonzero({status_key(c.status): c.count for c in stats.by_status}),
         stats_total=stats.total_jobs,
+        outbox_entries=int(outbox[0]) if outbox else 0,
     )
 
 
@@ -159,6 +162,8 @@ def compare(
     """
     report = Report()
     _check_postgres(report, found.jobs, accepted, keys, expect_status)
+    if found.outbox_entries:
+        report.add("postgres", f"{found.outbox_entries} outbox entries never delivered")
     _check_mongodb(report, found)
     _check_counters(report, found)
     return report

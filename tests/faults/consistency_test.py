@@ -83,3 +83,9 @@ def test_read_model_disagreement_is_caught() -> None:
     found = agreeing()
     found.stats_status = {"completed": 2}
     assert "[read model]" in problems(found)
+
+
+def test_undelivered_outbox_entries_are_reported() -> None:
+    found = agreeing()
+    found.outbox_entries = 2
+    assert "[postgres] 2 outbox entries never delivered" in problems(found)

@@ -15,16 +15,6 @@ pytestmark = [pytest.mark.integration]
 RESTARTABLE_BACKENDS = True
 
 
-# Known bug, kept visible. A submit whose commit is cut off after its confirmed publish leaves
-# job.created events of jobs PostgreSQL never got; the processor drops their work messages, but
-# nothing retracts the events, so Redis and GetStats keep them as PENDING. It strikes when the
-# stop lands inside a submit (most runs, not all), so the marker is not strict. The fix is a
-# transactional outbox in the gateway.
-@pytest.mark.xfail(
-    strict=False,
-    reason="bug 5 (tests/faults/README.md): job.created of a submit whose commit was cut off "
-    "is never retracted",
-)
 def test_postgres_restart_pauses_then_catches_up(stack: Stack) -> None:
     restart_mid_stream(
         stack, "postgres", ["gateway", "processor-1", "read_model"], refuses_submissions=True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,19 @@ class Answer:
     transport: str  # "grpc" or "http"
     detail: str = ""
     took: float = 0.0  # seconds from the request to the answer
+
+
+def accepted_after_refusal(answers: Sequence[Answer]) -> list[Answer]:
+    """Acceptances of requests sent after the gateway's first refusal in `answers`.
+
+    A broker outage is seen by the gateway on its next publish; the submits that committed
+    before that are accepted (their messages wait in the outbox), but once it has refused one,
+    it must accept nothing until the backend is back."""
+    refusals = [a.at for a in answers if a.kind == "unavailable"]
+    if not refusals:
+        return []
+    first = min(refusals)
+    return [a for a in answers if a.kind == "accepted" and a.at - a.took >= first]
 
 
 def job_spec(key: str, index: int) -> job_pb2.JobSpec:
