@@ -225,8 +225,11 @@ def test_grpc_submit_and_batch_are_durable(
     # The queue is a priority queue: the highest priority comes out first.
     assert [job_pb2.Job.FromString(body).id for _, body in work[:1]] == [ids[9]]
     assert {job_pb2.Job.FromString(body).id for _, body in work} == {response.job_id, *ids}
-    created = envelopes(drain(queues, EVENTS_QUEUE))
+    messages = drain(queues, EVENTS_QUEUE)
+    created = envelopes(messages)
     assert {e.job_id for e in created} == {response.job_id, *ids}
+    # The single submit's event travels alone, the batch's ten in one EventBatch message.
+    assert sorted(len(envelopes([m])) for m in messages) == [1, 10]
     assert all(row(db, job_id) == ("pending", 1, 0, 3, False) for job_id in ids)
 
 
@@ -496,7 +499,9 @@ def test_retry_failed_requeues_every_failed_and_dead_lettered_job(
     work = drain(queues, topology.WORK_QUEUE)
     attempts = {job_pb2.Job.FromString(b).id: p.headers["x-attempt"] for p, b in work}
     assert attempts == {failed: 2, dead: 6}
-    assert len(drain(queues, EVENTS_QUEUE)) == 2
+    retried = envelopes(drain(queues, EVENTS_QUEUE))
+    assert sorted(e.job_id for e in retried) == sorted([failed, dead])
+    assert {e.WhichOneof("payload") for e in retried} == {"job_retry_scheduled"}
     assert http(gateway, "POST", "/jobs:retry-failed")[1] == {"retried": 0}
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
@@ -25,7 +25,6 @@ from services.common import events, topology
 from services.common.wire import (
     ATTEMPT_HEADER,
     CONTRACT_MAJOR,
-    EVENT_MESSAGE_TYPE,
     JOB_MESSAGE_TYPE,
     VERSION_HEADER,
 )
@@ -71,7 +70,15 @@ class Broker(Protocol):
     def ensure_connected(self) -> None: ...
 
 
-Outgoing = list[Message]  # a change's messages, sent after its commit
+@dataclass
+class Outgoing:
+    """A change's messages, sent after its commit: its events travel batched per event type."""
+
+    messages: list[Message] = field(default_factory=list)
+    events: list[event_pb2.EventEnvelope] = field(default_factory=list)
+
+    def all(self) -> list[Message]:
+        return self.messages + [event_message(m) for m in events.to_messages(self.events)]
 
 
 def work_message(job: job_pb2.Job, attempt: int) -> Message:
@@ -86,14 +93,14 @@ def work_message(job: job_pb2.Job, attempt: int) -> Message:
     )
 
 
-def event_message(envelope: event_pb2.EventEnvelope) -> Message:
+def event_message(message: events.EventMessage) -> Message:
     return Message(
         exchange=topology.EVENTS_EXCHANGE,
-        routing_key=events.routing_key(envelope),
-        body=envelope.SerializeToString(),
-        type=EVENT_MESSAGE_TYPE,
-        message_id=envelope.event_id,
-        correlation_id=envelope.correlation_id,
+        routing_key=message.routing_key,
+        body=message.body,
+        type=message.message_type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
     )
 
 
@@ -136,7 +143,7 @@ class JobService:
         now = datetime.now(UTC)
         results: list[Submitted] = []
 
-        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> None:
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> None:
             # One multi-row INSERT for the batch (row by row was the submit path's main cost).
             new_jobs = [self._new_job(spec, correlation_id, now) for spec in specs]
             for spec, (job, created) in zip(specs, store.insert_jobs(conn, new_jobs), strict=True):
@@ -144,8 +151,8 @@ class JobService:
                     Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
                 )
                 if created:
-                    messages.append(work_message(job, attempt=1))
-                    messages.append(event_message(self._created_event(job, spec, now)))
+                    outgoing.messages.append(work_message(job, attempt=1))
+                    outgoing.events.append(self._created_event(job, spec, now))
 
         self._change(work)
         return results
@@ -165,7 +172,7 @@ class JobService:
         """(job after the request, id of the job.cancelled event or "" when only requested)."""
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> tuple[job_pb2.Job, str]:
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> tuple[job_pb2.Job, str]:
             row = self._locked_row(conn, job_id)
             status = row["status"]
             if status == "cancelled":
@@ -174,7 +181,7 @@ class JobService:
                 # Version unchanged: no transition happened yet and no event is published; the
                 # processor running it makes the transition (and its event) when it stops.
                 row = self._update(conn, job_id, "cancel_requested = true", bump=False)
-                messages.append(cancel_broadcast(job_id))
+                outgoing.messages.append(cancel_broadcast(job_id))
                 return store.job_from_row(row), ""
             if status not in ("pending", "retry_scheduled"):
                 raise ConflictError(
@@ -186,7 +193,7 @@ class JobService:
             )
             # attempt 0: no attempt was running, the job was stopped while waiting.
             envelope = self._event(row, job_cancelled=event_pb2.JobCancelled(reason=reason))
-            messages.append(event_message(envelope))
+            outgoing.events.append(envelope)
             return store.job_from_row(row), envelope.event_id
 
         return self._change(work)
@@ -195,15 +202,15 @@ class JobService:
         """Re-queues a failed, dead-lettered or cancelled job; (job, job.retry_scheduled id)."""
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> tuple[job_pb2.Job, str]:
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> tuple[job_pb2.Job, str]:
             row = self._locked_row(conn, job_id)
             if row["status"] not in RETRYABLE:
                 raise ConflictError(
                     f"job {job_id} is {row['status']}; only {', '.join(RETRYABLE)} jobs can be "
                     "retried"
                 )
-            job = self._requeue(conn, store.job_from_row(row), messages)
-            return job, messages[-1].message_id or ""
+            job = self._requeue(conn, store.job_from_row(row), outgoing)
+            return job, outgoing.events[-1].event_id
 
         return self._change(work)
 
@@ -212,7 +219,7 @@ class JobService:
         total = 0
         while True:
 
-            def work(conn: psycopg.Connection[Any], messages: Outgoing) -> int:
+            def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> int:
                 with conn.cursor(row_factory=dict_row) as cur:
                     rows = cur.execute(
                         "SELECT * FROM jobs WHERE status = ANY(%s) ORDER BY created_at"
@@ -220,7 +227,7 @@ class JobService:
                         (list(RETRY_ALL), RETRY_ALL_CHUNK),
                     ).fetchall()
                 for row in rows:
-                    self._requeue(conn, store.job_from_row(row), messages)
+                    self._requeue(conn, store.job_from_row(row), outgoing)
                 return len(rows)
 
             done = self._change(work)
@@ -236,11 +243,11 @@ class JobService:
         """
         job_id = validation.parse_job_id(job_id)
 
-        def work(conn: psycopg.Connection[Any], messages: Outgoing) -> job_pb2.Job | None:
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> job_pb2.Job | None:
             row = self._locked_row(conn, job_id)
             if row["status"] != "dead_lettered":
                 return None
-            return self._requeue(conn, store.job_from_row(row), messages)
+            return self._requeue(conn, store.job_from_row(row), outgoing)
 
         return self._change(work)
 
@@ -253,10 +260,12 @@ class JobService:
             self._broker.ensure_connected()
         except BrokerUnavailableError as error:
             raise UnavailableError(str(error)) from error
-        messages: Outgoing = []
+        outgoing = Outgoing()
+        messages: list[Message] = []
 
         def with_outbox(conn: psycopg.Connection[Any]) -> tuple[T, int | None]:
-            result = work(conn, messages)
+            result = work(conn, outgoing)
+            messages[:] = outgoing.all()
             return result, self._outbox.record(conn, messages) if messages else None
 
         result, entry = self._in_transaction(with_outbox)
@@ -300,7 +309,7 @@ class JobService:
         return row
 
     def _requeue(
-        self, conn: psycopg.Connection[Any], job: job_pb2.Job, messages: Outgoing
+        self, conn: psycopg.Connection[Any], job: job_pb2.Job, outgoing: Outgoing
     ) -> job_pb2.Job:
         row = self._update(
             conn,
@@ -315,7 +324,8 @@ class JobService:
         retry.delay.FromSeconds(0)
         retry.next_attempt_at.FromDatetime(row["updated_at"])
         envelope = self._event(row, job_retry_scheduled=retry)
-        messages += [work_message(requeued, requeued.attempts + 1), event_message(envelope)]
+        outgoing.messages.append(work_message(requeued, requeued.attempts + 1))
+        outgoing.events.append(envelope)
         return requeued
 
     def _event(self, row: dict[str, Any], **payload: object) -> event_pb2.EventEnvelope:

@@ -1,9 +1,11 @@
 """The consume loop: deliveries in batches -> both stores -> acks, surviving outages.
 
-A batch is acked only after MongoDB and Redis both have it. While a store is down the loop keeps
-the batch unacked and retries with backoff (and consumes nothing more: prefetch caps the
-deliveries in flight), so no event is dropped. A lost broker connection is reopened with
-backoff; the broker redelivers the unacked batch and the idempotent stores ignore repeats.
+A delivery is one event or an EventBatch of them (services/common/events.py); deliveries are
+decoded as they arrive and stored together, and a batch of deliveries is acked only after MongoDB
+and Redis both have every event in it. While a store is down the loop keeps the batch unacked and
+retries with backoff (and consumes nothing more: prefetch caps the deliveries in flight), so no
+event is dropped. A lost broker connection is reopened with backoff; the broker redelivers the
+unacked batch and the idempotent stores ignore repeats.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ import time
 
 import pika
 import pika.exceptions
-from google.protobuf.message import DecodeError
 from observatory.events.v1 import event_pb2
 from prometheus_client import Counter, Histogram
 from pymongo.errors import PyMongoError
 from redis.exceptions import RedisError
 
 from services.aggregates.facts import UnknownEventError, facts_of
-from services.common import amqp, lifecycle, topology
+from services.common import amqp, events, lifecycle, topology
 from services.common.config import redact
 from services.common.logs import correlation
 from services.metrics_engine.sink import EventSink
@@ -31,20 +32,31 @@ log = logging.getLogger(__name__)
 
 STORE_ERRORS = Counter("metrics_engine_store_errors_total", "Failed store attempts", ["store"])
 REJECTED = Counter("metrics_engine_rejected_total", "Undecodable deliveries dropped")
+REJECTED_EVENTS = Counter(
+    "metrics_engine_rejected_events_total", "Undecodable events dropped from decodable batches"
+)
 PROCESSING = Histogram(
     "metrics_engine_processing_seconds", "Time to store one batch in both stores (with retries)"
 )
 
-Pending = list[tuple[int, bytes]]  # (delivery tag, body)
+# A delivery decoded: its tag, and its storable events (none: it is dropped, not stored).
+Pending = list[tuple[int, list[event_pb2.EventEnvelope]]]
 
 
 class Consumer:
     def __init__(
-        self, amqp_url: str, sink: EventSink, *, prefetch: int, batch_wait_s: float
+        self,
+        amqp_url: str,
+        sink: EventSink,
+        *,
+        prefetch: int,
+        batch_wait_s: float,
+        batch_events: int = 1000,
     ) -> None:
         self._url = amqp_url
         self._sink = sink
         self._prefetch = prefetch
+        self._batch_events = batch_events
         self._batch_wait_s = max(batch_wait_s, 0.01)
         self.connected = threading.Event()
         self._had_connection = False
@@ -80,18 +92,22 @@ class Consumer:
             self._had_connection = True
             log.info("consuming %s", topology.METRICS_QUEUE)
             pending: Pending = []
+            pending_events = 0
             first_at = 0.0  # when the oldest pending delivery arrived
-            for method, _props, body in channel.consume(
+            for method, props, body in channel.consume(
                 topology.METRICS_QUEUE, inactivity_timeout=self._batch_wait_s
             ):
                 if method is not None:
                     if not pending:
                         first_at = time.monotonic()
-                    pending.append((method.delivery_tag, body))
+                    decoded = _decode(method.delivery_tag, props.type, body)
+                    pending.append((method.delivery_tag, decoded))
+                    pending_events += len(decoded)
                     # A batch waits at most batch_wait_s from its first delivery, however
                     # steadily events trickle in: that bounds the read model's staleness.
                     if (
                         len(pending) < self._prefetch
+                        and pending_events < self._batch_events
                         and time.monotonic() - first_at < self._batch_wait_s
                         and not stop.is_set()
                     ):
@@ -99,7 +115,7 @@ class Consumer:
                 if pending:
                     if not self._flush(connection, channel, pending, stop):
                         return  # stopping with a batch unstored: the broker redelivers it
-                    pending = []
+                    pending, pending_events = [], 0
                 if stop.is_set():
                     channel.cancel()
                     return
@@ -118,8 +134,9 @@ class Consumer:
     ) -> bool:
         """Stores the batch and acks it; False if asked to stop before it could be stored."""
         started = time.monotonic()
-        envelopes, good_tags, rejected = _decode(pending)
-        for tag in rejected:
+        envelopes = [e for _, decoded in pending for e in decoded]
+        good_tags = [tag for tag, decoded in pending if decoded]
+        for tag in (tag for tag, decoded in pending if not decoded):
             channel.basic_nack(tag, requeue=False)
         delays = lifecycle.backoff()
         while envelopes:
@@ -158,19 +175,27 @@ class Consumer:
             log.debug("stored %d events, %d new", len(envelopes), new)
 
 
-def _decode(pending: Pending) -> tuple[list[event_pb2.EventEnvelope], list[int], list[int]]:
-    """Envelopes worth storing with their tags, and the tags of deliveries that are no events."""
-    envelopes, good_tags, rejected = [], [], []
-    for tag, body in pending:
-        envelope = event_pb2.EventEnvelope()
+def _decode(tag: int, message_type: str | None, body: bytes) -> list[event_pb2.EventEnvelope]:
+    """The storable events of one delivery; none if it holds no event at all (it is dropped
+    then). An undecodable event inside a batch is dropped alone: the rest of the batch counts."""
+    try:
+        envelopes = events.from_message(message_type, body)
+    except events.EventDecodeError as error:
+        REJECTED.inc()
+        log.error("dropping undecodable delivery %d: %s", tag, error)
+        return []
+    good = []
+    for envelope in envelopes:
         try:
-            envelope.ParseFromString(body)
             facts_of(envelope)
-        except (DecodeError, UnknownEventError) as error:
-            REJECTED.inc()
-            log.error("dropping undecodable delivery %d: %s", tag, error)
-            rejected.append(tag)
+        except UnknownEventError as error:
+            REJECTED_EVENTS.inc()
+            log.error(
+                "dropping undecodable event %r of delivery %d: %s", envelope.event_id, tag, error
+            )
             continue
-        envelopes.append(envelope)
-        good_tags.append(tag)
-    return envelopes, good_tags, rejected
+        good.append(envelope)
+    if not good:
+        REJECTED.inc()
+        log.error("dropping delivery %d: none of its %d events is decodable", tag, len(envelopes))
+    return good

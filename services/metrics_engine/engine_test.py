@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pika
 import pytest
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
@@ -20,6 +21,7 @@ from observatory.jobs.v1 import job_pb2
 from services.aggregates.store import Aggregates
 from services.common import amqp, http_json, rabbitmq_management, redis_store, topology
 from services.common import mongo as mongo_client
+from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
 from services.metrics_engine.config import MetricsEngineConfig
 from services.metrics_engine.documents import COLLECTION, DATABASE
 from services.metrics_engine.sample_events import JobStory, publish
@@ -97,9 +99,11 @@ def test_each_event_stored_once_and_aggregates_exact(
 ) -> None:
     jobs = stories(datetime.now(UTC) - timedelta(seconds=5))
     all_events = [e for story in jobs for e in story.events]
-    # Every event once, then duplicates: a replayed batch, and one event published three times.
+    # Every event once (batched per type), then duplicates: a republished batch, one event three
+    # times, and the same events as single-envelope messages (the pre-batching wire form).
     publish(rabbitmq.info.amqp_url, all_events)
     publish(rabbitmq.info.amqp_url, [*all_events[:6], all_events[2], all_events[2]])
+    publish(rabbitmq.info.amqp_url, all_events[:3], batched=False)
 
     stored = wait_for(
         lambda: mongo_events(mongo),
@@ -157,8 +161,8 @@ def test_each_event_stored_once_and_aggregates_exact(
     assert stats.end_to_end.sample_count == 4
     assert 0 < stats.end_to_end.p50.ToMilliseconds() <= stats.end_to_end.p99.ToMilliseconds()
 
-    # An older event arriving late does not move its job back.
-    publish(rabbitmq.info.amqp_url, [_copy_with_new_id(jobs[0].events[1])])
+    # An older event arriving late (as a single-envelope message) does not move its job back.
+    publish(rabbitmq.info.amqp_url, [_copy_with_new_id(jobs[0].events[1])], batched=False)
     wait_for(lambda: aggregates.totals()["started"], what="the late event", until=lambda n: n == 6)
     assert counts(aggregates.stats().by_status)["JOB_STATUS_COMPLETED"] == 2
 
@@ -181,7 +185,9 @@ def test_a_store_down_keeps_events_unacked_until_it_is_back(
 ) -> None:
     management = rabbitmq.info.management_url
     auth = (rabbitmq.info.username, rabbitmq.info.password)
-    story = JobStory(datetime.now(UTC)).created().started(1, 10).completed(1, 20)
+    now = datetime.now(UTC)
+    stories = [JobStory(now).created().started(1, 10).completed(1, 20) for _ in range(2)]
+    story_events = [e for story in stories for e in story.events]
     nowhere = f"127.0.0.1:{free_port()}"
     broken_config = config(rabbitmq, mongo, redis_server.info.url)
     if down == "redis":
@@ -191,11 +197,12 @@ def test_a_store_down_keeps_events_unacked_until_it_is_back(
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     broken = start(broken_config)
     try:
-        publish(rabbitmq.info.amqp_url, story.events)
-        # Delivered but not stored in both places: nothing may be acked.
+        publish(rabbitmq.info.amqp_url, story_events)
+        # Delivered but not stored in both places: nothing may be acked. 6 events travel as 3
+        # batches, one per event type.
         wait_for(
             lambda: rabbitmq_management.queue(management, topology.METRICS_QUEUE, auth=auth),
-            what="the broker to count 3 unacked events",
+            what="the broker to count 3 unacked batches",
             until=lambda queue: queue.messages == 3 and queue.consumers == 1,
         )
         status, body = http_get(f"http://127.0.0.1:{broken.http.port}/readyz")
@@ -208,11 +215,12 @@ def test_a_store_down_keeps_events_unacked_until_it_is_back(
     try:
         wait_for(
             lambda: counts(aggregates.stats().by_status),
-            what="the redelivered events in both stores",
-            until=lambda c: c == {"JOB_STATUS_COMPLETED": 1},
+            what="the redelivered batches in both stores",
+            until=lambda c: c == {"JOB_STATUS_COMPLETED": 2},
         )
-        assert aggregates.totals()["submitted"] == 1
-        wait_for(lambda: len(mongo_events(mongo)), what="MongoDB", until=lambda n: n == 3)
+        assert aggregates.totals()["submitted"] == 2
+        stored = wait_for(lambda: mongo_events(mongo), what="MongoDB", until=lambda d: len(d) == 6)
+        assert sorted(d["eventId"] for d in stored) == sorted(e.event_id for e in story_events)
         status, metrics = http_get(f"http://127.0.0.1:{healthy.http.port}/metrics", raw=True)
         assert (
             'metrics_engine_events_consumed_total{event_type="EVENT_TYPE_JOB_CREATED"}' in metrics
@@ -259,24 +267,48 @@ def test_a_lost_broker_connection_is_reopened(
     )
 
 
-def test_an_undecodable_delivery_is_dropped_without_blocking_the_queue(
-    engine: MetricsEngine, rabbitmq: RabbitMQServer, redis_server: RedisServer
+def test_undecodable_deliveries_and_events_are_dropped_without_blocking_the_queue(
+    engine: MetricsEngine, rabbitmq: RabbitMQServer, mongo: MongoServer, redis_server: RedisServer
 ) -> None:
+    good, also_good = JobStory(datetime.now(UTC)).created(), JobStory(datetime.now(UTC)).created()
+    no_payload = event_pb2.EventEnvelope(event_id=str(uuid.uuid4()), job_id=str(uuid.uuid4()))
+    mixed = event_pb2.EventBatch(events=[good.events[0], no_payload])
     connection = amqp.connect(rabbitmq.info.amqp_url)
     try:
         channel = amqp.confirmed_channel(connection)
-        amqp.publish_confirmed(
-            channel,
-            exchange=topology.EVENTS_EXCHANGE,
-            routing_key="job.created",
-            body=b"\xff garbage",
-        )
+        for body, message_type in [
+            (b"\xff garbage", EVENT_MESSAGE_TYPE),
+            (b"\xff garbage", EVENT_BATCH_MESSAGE_TYPE),
+            (good.events[0].SerializeToString(), None),  # no AMQP type: not an event message
+            (mixed.SerializeToString(), EVENT_BATCH_MESSAGE_TYPE),  # one bad event of two
+        ]:
+            channel.basic_publish(
+                topology.EVENTS_EXCHANGE,
+                "job.created",
+                body,
+                properties=pika.BasicProperties(type=message_type, delivery_mode=2),
+                mandatory=True,
+            )
     finally:
         connection.close()
-    publish(rabbitmq.info.amqp_url, JobStory(datetime.now(UTC)).created().events)
+    publish(rabbitmq.info.amqp_url, also_good.events)
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     wait_for(
-        lambda: aggregates.totals()["submitted"], what="the good event", until=lambda n: n == 1
+        lambda: aggregates.totals()["submitted"], what="the good events", until=lambda n: n == 2
     )
+    stored = {d["eventId"] for d in mongo_events(mongo)}
+    assert stored == {good.events[0].event_id, also_good.events[0].event_id}
     status, metrics = http_get(f"http://127.0.0.1:{engine.http.port}/metrics", raw=True)
-    assert status == 200 and "metrics_engine_rejected_total 1.0" in metrics
+    assert status == 200
+    assert "metrics_engine_rejected_total 3.0" in metrics
+    assert "metrics_engine_rejected_events_total 1.0" in metrics
+    auth = (rabbitmq.info.username, rabbitmq.info.password)
+    wait_for(
+        lambda: (
+            rabbitmq_management.queue(
+                rabbitmq.info.management_url, topology.METRICS_QUEUE, auth=auth
+            ).messages
+        ),
+        what="the metrics queue to drain",
+        until=lambda depth: depth == 0,
+    )

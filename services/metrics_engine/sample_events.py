@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
+import pika
 from google.protobuf.duration_pb2 import Duration
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
@@ -82,18 +83,30 @@ class JobStory:
         return self
 
 
-def publish(amqp_url: str, envelopes: list[event_pb2.EventEnvelope]) -> None:
-    """Publishes events as the services do: confirmed, to the events exchange, by type."""
+def publish(
+    amqp_url: str, envelopes: list[event_pb2.EventEnvelope], *, batched: bool = True
+) -> None:
+    """Publishes events as the services do: confirmed, persistent, to the events exchange by
+    type, batched per type (services/common/events.py); `batched=False` sends one plain
+    EventEnvelope message per event, the pre-batching form consumers must still accept."""
     connection = amqp.connect(amqp_url)
     try:
         channel = amqp.confirmed_channel(connection)
         topology.declare(channel)
-        for envelope in envelopes:
-            amqp.publish_confirmed(
-                channel,
-                exchange=topology.EVENTS_EXCHANGE,
-                routing_key=events.routing_key(envelope),
-                body=envelope.SerializeToString(),
+        groups = [envelopes] if batched else [[e] for e in envelopes]
+        for message in (m for group in groups for m in events.to_messages(group)):
+            properties = pika.BasicProperties(
+                content_type="application/x-protobuf",
+                delivery_mode=pika.DeliveryMode.Persistent,
+                type=message.message_type,
+                message_id=message.message_id,
+            )
+            channel.basic_publish(
+                topology.EVENTS_EXCHANGE,
+                message.routing_key,
+                message.body,
+                properties=properties,
+                mandatory=True,
             )
     finally:
         connection.close()

@@ -24,7 +24,11 @@ class MetricsEngine:
         self._redis = redis_store.connect(config.redis_url)
         sink = EventSink(mongo.database(self._mongo, DATABASE)[COLLECTION], Aggregates(self._redis))
         self.consumer = Consumer(
-            config.amqp_url, sink, prefetch=config.prefetch, batch_wait_s=config.batch_wait_s
+            config.amqp_url,
+            sink,
+            prefetch=config.prefetch,
+            batch_wait_s=config.batch_wait_s,
+            batch_events=config.batch_events,
         )
         self._stop = threading.Event()
         self._thread = threading.Thread(

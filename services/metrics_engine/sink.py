@@ -38,9 +38,12 @@ class EventSink:
         self._indexed = False
 
     def ensure_indexes(self) -> None:
+        """eventId: deduplication; jobId: job timelines and ListEvents by job; sortKey: ListEvents
+        order and paging. No occurredAt index: no query needs it (time-range queries were no
+        faster with it on the MongoDB-wire server) and each index adds to every insert; databases
+        that have it keep it."""
         self._events.create_index([("eventId", ASCENDING)], unique=True, name="eventId_unique")
         self._events.create_index([("jobId", ASCENDING)], name="jobId")
-        self._events.create_index([("occurredAt", ASCENDING)], name="occurredAt")
         self._events.create_index([("sortKey", ASCENDING)], unique=True, name="sortKey")
         self._indexed = True
 

@@ -10,7 +10,7 @@ from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 from pika.adapters.blocking_connection import BlockingChannel
 
-from services.common import topology
+from services.common import events, topology
 from services.jobstore import store
 from tools.testing.waiting import wait_for
 
@@ -37,6 +37,15 @@ def attempts(conn: store.Conn, job_id: str) -> list[job_pb2.JobAttempt]:
         return store.get_attempts(conn, job_id)
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One message taken from the events exchange."""
+
+    routing_key: str
+    message_type: str
+    envelopes: list[event_pb2.EventEnvelope]
+
+
 class EventLog:
     """Every event published, read from a queue bound to the events exchange."""
 
@@ -45,16 +54,24 @@ class EventLog:
         self.queue = channel.queue_declare("", exclusive=True).method.queue
         channel.queue_bind(self.queue, topology.EVENTS_EXCHANGE, "job.#")
         self.by_job: dict[str, list[event_pb2.EventEnvelope]] = defaultdict(list)
-        self.message_ids: dict[str, str] = {}
+        self.message_ids: dict[str, str] = {}  # event id -> id of the message that carried it
+        self.deliveries: list[Delivery] = []
 
     def poll(self) -> None:
         while True:
             method, properties, body = self._channel.basic_get(self.queue, auto_ack=True)
             if method is None:
                 return
-            envelope = event_pb2.EventEnvelope.FromString(body)
-            self.message_ids[envelope.event_id] = properties.message_id
-            self.by_job[envelope.job_id].append(envelope)
+            envelopes = events.from_message(properties.type, body)
+            self.deliveries.append(Delivery(method.routing_key, properties.type, envelopes))
+            for envelope in envelopes:
+                self.message_ids[envelope.event_id] = properties.message_id
+                self.by_job[envelope.job_id].append(envelope)
+
+    def since(self, count: int) -> list[Delivery]:
+        """The messages taken after the first `count`."""
+        self.poll()
+        return self.deliveries[count:]
 
     def of(self, job_id: str) -> list[event_pb2.EventEnvelope]:
         self.poll()

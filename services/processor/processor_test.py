@@ -19,7 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.common import amqp, events, postgres, rabbitmq_management, topology
 from services.common.http_json import HttpError, get_json, request_json
-from services.common.wire import ATTEMPT_HEADER, CONTRACT_MAJOR, VERSION_HEADER
+from services.common.wire import (
+    ATTEMPT_HEADER,
+    CONTRACT_MAJOR,
+    EVENT_BATCH_MESSAGE_TYPE,
+    VERSION_HEADER,
+)
 from services.jobstore import migrate, store
 from services.processor import service
 from services.processor.cancels import CancelRegistry
@@ -120,7 +125,9 @@ def test_retries_until_success_with_ordered_deterministic_events(
     ]  # fmt: skip
     # Version 1 is the gateway's job.created; each transition bumps it by one.
     assert [e.event_id for e in seen] == [events.event_id(job.id, v) for v in range(2, 8)]
-    assert all(event_log.message_ids[e.event_id] == e.event_id for e in seen)
+    # Each message is routed by the type of the events it carries.
+    for delivery in event_log.deliveries:
+        assert {events.routing_key(e) for e in delivery.envelopes} == {delivery.routing_key}
     assert all(e.correlation_id == job.correlation_id for e in seen)
     assert [e.job_started.attempt for e in seen if e.HasField("job_started")] == [1, 2, 3]
 
@@ -454,3 +461,36 @@ def test_one_batch_with_a_repeated_job_a_failure_poison_and_an_unrecorded_job(
     # The repeat ran nothing: it republished the completed event, with the same id.
     completed = [e.event_id for e in event_log.of(twice.id) if e.HasField("job_completed")]
     assert completed == [events.event_id(twice.id, 3)] * 2
+    # The jobs started in one transaction: their job.started events shared one batch message.
+    started = {events.event_id(job.id, 2) for job in (ran, twice, failing)}
+    assert any(
+        started <= {e.event_id for e in d.envelopes}
+        and d.routing_key == "job.started"
+        and d.message_type == EVENT_BATCH_MESSAGE_TYPE
+        for d in event_log.deliveries
+    )
+
+    # The batch delivered again (as after a crash before the acks): nothing runs again, and the
+    # final events are republished, batched, with the same ids.
+    before = len(event_log.deliveries)
+    again: list[tuple[int, Disposition]] = []
+    worker = Worker(config, threading.Event(), CancelRegistry(), "batch-test-again")
+    try:
+        worker.handle_batch([batch[i] for i in (0, 4, 5)], again.extend)
+    finally:
+        worker.close()
+    assert sorted(again) == [(0, Disposition.ACK), (1, Disposition.ACK), (2, Disposition.ACK)]
+    for job in (ran, failing, unrecorded):
+        assert len(attempts(conn, job.id)) == 1
+    finals = {events.event_id(job.id, 3) for job in (ran, unrecorded)}
+    republished = wait_for(
+        lambda: event_log.since(before),
+        what="the redelivered batch's events",
+        until=lambda new: finals <= {e.event_id for d in new for e in d.envelopes},
+    )
+    assert any(
+        d.routing_key == "job.completed"
+        and d.message_type == EVENT_BATCH_MESSAGE_TYPE
+        and finals <= {e.event_id for e in d.envelopes}
+        for d in republished
+    )

@@ -30,7 +30,6 @@ from services.common.logs import correlation
 from services.common.wire import (
     ATTEMPT_HEADER,
     CONTRACT_MAJOR,
-    EVENT_MESSAGE_TYPE,
     JOB_MESSAGE_TYPE,
     VERSION_HEADER,
 )
@@ -527,8 +526,7 @@ class Worker:
             return Effects(self._last_event(conn, row))
 
         effects = self._db.transaction(mark)
-        for envelope in effects.events:
-            self._publish_event(envelope)
+        self._publisher.publish_all(event_messages(effects.events))
 
     def _last_event(self, conn: store.Conn, row: Row) -> list[event_pb2.EventEnvelope]:
         envelope = last_event(row, transitions.last_attempt(conn, str(row["id"])))
@@ -539,7 +537,8 @@ class Worker:
 
     def _publish_many(self, batch: Sequence[tuple[Effects, WorkMessage, bytes]]) -> None:
         """Publishes the effects of several messages with one confirm wait, then counts them."""
-        outgoing: list[Outgoing] = []
+        # The batch's events travel as one message per event type (services/common/events.py).
+        outgoing = event_messages([e for effects, _, _ in batch for e in effects.events])
         for effects, message, body in batch:
             outgoing += self._outgoing(effects, message, body)
         self._publisher.publish_all(outgoing)
@@ -550,7 +549,8 @@ class Worker:
                 histogram.labels(message.job.type).observe(seconds)
 
     def _outgoing(self, effects: Effects, message: WorkMessage, body: bytes) -> list[Outgoing]:
-        outgoing = [event_message(envelope) for envelope in effects.events]
+        """The retry or dead-letter message of one work message (its events go separately)."""
+        outgoing: list[Outgoing] = []
         job = message.job
         if effects.retry is not None:
             attempt, delay_ms = effects.retry
@@ -585,14 +585,15 @@ class Worker:
             )
         return outgoing
 
-    def _publish_event(self, envelope: event_pb2.EventEnvelope) -> None:
-        self._publisher.publish_all([event_message(envelope)])
 
-
-def event_message(envelope: event_pb2.EventEnvelope) -> Outgoing:
-    return Outgoing(
-        topology.EVENTS_EXCHANGE,
-        events.routing_key(envelope),
-        envelope.SerializeToString(),
-        properties(message_id=envelope.event_id, message_type=EVENT_MESSAGE_TYPE),
-    )
+def event_messages(envelopes: Sequence[event_pb2.EventEnvelope]) -> list[Outgoing]:
+    """The events as messages for the events exchange: one batch per event type."""
+    return [
+        Outgoing(
+            topology.EVENTS_EXCHANGE,
+            message.routing_key,
+            message.body,
+            properties(message_id=message.message_id, message_type=message.message_type),
+        )
+        for message in events.to_messages(envelopes)
+    ]

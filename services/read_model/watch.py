@@ -14,13 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pika.exceptions
-from google.protobuf.message import DecodeError
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2 as rm
 
 from services.aggregates.facts import UnknownEventError, facts_of
-from services.common import amqp, lifecycle, topology
+from services.common import amqp, events, lifecycle, topology
 from services.common.config import redact
 from services.read_model.errors import InvalidArgumentError
 
@@ -169,24 +168,26 @@ class WatchHub:
             name = declared.method.queue
             channel.queue_bind(name, topology.EVENTS_EXCHANGE, "job.#")
             self.connected.set()
-            for method, _props, body in channel.consume(
-                name, auto_ack=True, inactivity_timeout=0.2
-            ):
+            for method, props, body in channel.consume(name, auto_ack=True, inactivity_timeout=0.2):
                 if stop.is_set():
                     return
                 if method is not None:
-                    self._deliver(body)
+                    self._deliver(props.type, body)
         finally:
             self.connected.clear()
             if connection.is_open:
                 connection.close()
 
-    def _deliver(self, body: bytes) -> None:
-        envelope = event_pb2.EventEnvelope()
-        try:
-            envelope.ParseFromString(body)
-            facts_of(envelope)
-        except (DecodeError, UnknownEventError) as error:
-            log.warning("watch feed: skipping undecodable event: %s", error)
+    def _deliver(self, message_type: str | None, body: bytes) -> None:
+        try:  # one event or a batch of them (services/common/events.py)
+            envelopes = events.from_message(message_type, body)
+        except events.EventDecodeError as error:
+            log.warning("watch feed: skipping undecodable delivery: %s", error)
             return
-        self.publish_event(envelope)
+        for envelope in envelopes:
+            try:
+                facts_of(envelope)
+            except UnknownEventError as error:
+                log.warning("watch feed: skipping undecodable event: %s", error)
+                continue
+            self.publish_event(envelope)

@@ -1,0 +1,102 @@
+"""The wire form of lifecycle events: batching per event type, and decoding both forms."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from observatory.events.v1 import event_pb2
+
+from services.common import events
+from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, JOB_MESSAGE_TYPE
+
+PRODUCER = event_pb2.Producer(service="test", instance_id="test/1", version="1")
+START = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def started(job: str, version: int = 2) -> event_pb2.EventEnvelope:
+    return events.envelope(
+        job_id=job,
+        version=version,
+        occurred_at=START + timedelta(seconds=version),
+        correlation_id=f"corr-{job}",
+        producer=PRODUCER,
+        job_started=event_pb2.JobStarted(attempt=1, worker="w"),
+    )
+
+
+def completed(job: str, version: int = 3) -> event_pb2.EventEnvelope:
+    return events.envelope(
+        job_id=job,
+        version=version,
+        occurred_at=START + timedelta(seconds=version),
+        correlation_id=f"corr-{job}",
+        producer=PRODUCER,
+        job_completed=event_pb2.JobCompleted(attempt=1, worker="w"),
+    )
+
+
+def decoded(messages: list[events.EventMessage]) -> list[event_pb2.EventEnvelope]:
+    return [e for m in messages for e in events.from_message(m.message_type, m.body)]
+
+
+def test_one_batch_per_event_type_routed_by_that_type() -> None:
+    mixed = [started("a"), completed("a"), started("b"), completed("b"), started("c")]
+    messages = events.to_messages(mixed)
+    assert [m.routing_key for m in messages] == ["job.started", "job.completed"]
+    assert all(m.message_type == EVENT_BATCH_MESSAGE_TYPE for m in messages)
+    for message in messages:
+        carried = events.from_message(message.message_type, message.body)
+        assert {events.routing_key(e) for e in carried} == {message.routing_key}
+        assert message.event_ids == tuple(e.event_id for e in carried)
+
+
+def test_round_trip_keeps_every_event_and_its_order_within_a_type() -> None:
+    mixed = [started(str(i)) for i in range(7)] + [completed(str(i)) for i in range(5)]
+    assert decoded(events.to_messages(mixed)) == mixed
+
+
+def test_large_groups_are_split_at_max_events() -> None:
+    many = [completed(str(i)) for i in range(5)]
+    messages = events.to_messages(many, max_events=2)
+    assert [len(m.event_ids) for m in messages] == [2, 2, 1]
+    assert decoded(messages) == many
+    with pytest.raises(ValueError, match="max_events"):
+        events.to_messages(many, max_events=0)
+
+
+def test_lone_event_travels_as_a_plain_envelope_with_its_event_id() -> None:
+    (message,) = events.to_messages([completed("a")])
+    assert message.message_type == EVENT_MESSAGE_TYPE
+    assert message.message_id == completed("a").event_id
+    assert message.correlation_id == "corr-a"
+    assert event_pb2.EventEnvelope.FromString(message.body) == completed("a")
+
+
+def test_republishing_the_same_events_repeats_the_message_ids() -> None:
+    first = events.to_messages([completed("a"), completed("b")])
+    again = events.to_messages([completed("a"), completed("b")])
+    assert [m.message_id for m in first] == [m.message_id for m in again]
+    other = events.to_messages([completed("a"), completed("c")])
+    assert first[0].message_id != other[0].message_id
+    assert first[0].correlation_id is None  # the events belong to different jobs
+
+
+def test_single_envelope_messages_still_decode() -> None:
+    envelope = started("old")
+    assert events.from_message(EVENT_MESSAGE_TYPE, envelope.SerializeToString()) == [envelope]
+
+
+@pytest.mark.parametrize(
+    ("message_type", "body", "error"),
+    [
+        (JOB_MESSAGE_TYPE, b"", "no event message"),
+        (None, completed("a").SerializeToString(), "no event message"),
+        (EVENT_BATCH_MESSAGE_TYPE, b"\xff\xfe not protobuf", "undecodable"),
+        (EVENT_MESSAGE_TYPE, b"\xff\xfe not protobuf", "undecodable"),
+        (EVENT_BATCH_MESSAGE_TYPE, b"", "no events"),
+    ],
+)
+def test_anything_else_is_a_clear_error(message_type: str | None, body: bytes, error: str) -> None:
+    with pytest.raises(events.EventDecodeError, match=error):
+        events.from_message(message_type, body)
