@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from itertools import accumulate
 
 import pytest
 from hypothesis import given
@@ -15,6 +16,7 @@ from services.aggregates.histogram import (
     bucket_span,
     nearest_rank,
     percentiles,
+    percentiles_of_sum,
     representative,
 )
 
@@ -89,3 +91,15 @@ def test_nearest_rank_uses_exact_arithmetic() -> None:
     assert nearest_rank(50, 3) == 2
     with pytest.raises(ValueError, match="percent"):
         nearest_rank(0, 10)
+
+
+@given(st.lists(latencies, max_size=200), st.lists(latencies, max_size=200))
+def test_percentiles_of_a_sum_answer_like_percentiles_of_all_samples(
+    settled: list[int], current: list[int]
+) -> None:
+    settled_counts = Counter(bucket_of(ms) for ms in settled)
+    dense = [settled_counts.get(i, 0) for i in range(max(settled_counts, default=-1) + 1)]
+    cumulative = list(accumulate(dense))
+    current_counts = Counter(bucket_of(ms) for ms in current)
+    expected = percentiles(Counter(bucket_of(ms) for ms in settled + current))
+    assert percentiles_of_sum(cumulative, current_counts) == expected

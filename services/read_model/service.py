@@ -68,8 +68,7 @@ class ReadModelService:
         self._feed.start()
 
     def _postgres_ping(self) -> bool:
-        with self.reader.connection() as conn:
-            conn.execute("SELECT 1")
+        self.reader.in_postgres(lambda conn: conn.execute("SELECT 1"))
         return True
 
     def stop(self, grace_seconds: float = 5.0) -> None:
@@ -79,6 +78,7 @@ class ReadModelService:
         self.grpc.stop(grace_seconds)
         self.http.stop()
         self._feed.join(10)
+        self.reader.close()
         self._redis.close()
         self._mongo.close()
 
