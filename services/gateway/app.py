@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from observatory.events.v1 import event_pb2
 
-from services.common import grpc_server
+from services.common import grpc_server, postgres
 from services.common.config import redact
 from services.common.http_app import HttpServer
+from services.common.pg_pool import ConnectionPool
 from services.gateway import grpc_api, http_api
 from services.gateway.config import GatewayConfig
 from services.gateway.dead_letters import DeadLetters
 from services.gateway.outbox import Outbox
-from services.gateway.pool import Pool
 from services.gateway.publisher import Publisher
 from services.gateway.service import JobService
 from services.jobstore import migrate
@@ -32,7 +32,7 @@ class RunningGateway:
     _http: HttpServer
     _publisher: Publisher
     _outbox: Outbox
-    _pool: Pool
+    _pool: ConnectionPool
 
     def stop(self, grace_seconds: float = 5.0) -> None:
         """Stops accepting, lets in-flight calls finish (up to the grace), closes backends."""
@@ -50,7 +50,19 @@ def start(config: GatewayConfig) -> RunningGateway:
     PostgreSQL must be up (migrations run first: psycopg.OperationalError otherwise); the broker
     may be down: requests get UNAVAILABLE until it is back.
     """
-    pool = Pool(config.postgres_dsn, timeout=config.backend_timeout_seconds)
+    timeout = config.backend_timeout_seconds
+    pool = ConnectionPool(
+        # statement_timeout bounds a statement stuck behind a lock: a 503, not a hang.
+        lambda: postgres.connect(
+            config.postgres_dsn,
+            application_name="gateway",
+            timeout=timeout,
+            statement_timeout=timeout,
+        ),
+        # A unit of work waits on the database and, for submissions, on broker confirms, each
+        # bounded by the timeout: past both, the server is frozen, not slow.
+        deadline_s=2 * timeout,
+    )
     with pool.connection() as conn:
         applied = migrate.migrate(conn)
     log.info("database %s ready (migrations applied: %s)", redact(config.postgres_dsn), applied)

@@ -11,8 +11,9 @@ import pika
 import pytest
 
 from services.common import amqp
+from services.common import postgres as pg
+from services.common.pg_pool import ConnectionPool
 from services.gateway.outbox import Outbox, decode, encode
-from services.gateway.pool import Pool
 from services.gateway.publisher import BrokerUnavailableError, Message, Publisher
 from services.jobstore import migrate
 from tools.testing.servers import PostgresServer, RabbitMQServer
@@ -44,8 +45,8 @@ def test_encoding_keeps_every_property() -> None:
 
 
 @pytest.fixture
-def pool(postgres: PostgresServer) -> Iterator[Pool]:
-    pool = Pool(postgres.info.dsn, timeout=5.0)
+def pool(postgres: PostgresServer) -> Iterator[ConnectionPool]:
+    pool = ConnectionPool(lambda: pg.connect(postgres.info.dsn, timeout=5), deadline_s=10)
     with pool.connection() as conn:
         migrate.migrate(conn)
         conn.execute("DELETE FROM outbox")
@@ -73,25 +74,25 @@ def received(connection: pika.BlockingConnection, queue: str) -> list[bytes]:
         bodies.append(body)
 
 
-def commit_entry(outbox: Outbox, pool: Pool, messages: list[Message]) -> int:
+def commit_entry(outbox: Outbox, pool: ConnectionPool, messages: list[Message]) -> int:
     with pool.connection() as conn, conn.transaction():
         return outbox.record(conn, messages)
 
 
-def entries(pool: Pool) -> list[int]:
+def entries(pool: ConnectionPool) -> list[int]:
     with pool.connection() as conn:
         ids = [int(row[0]) for row in conn.execute("SELECT id FROM outbox ORDER BY id")]
         conn.commit()
         return ids
 
 
-def age(pool: Pool, seconds: int) -> None:
+def age(pool: ConnectionPool, seconds: int) -> None:
     with pool.connection() as conn, conn.transaction():
         conn.execute("UPDATE outbox SET created_at = now() - make_interval(secs => %s)", (seconds,))
 
 
 def test_a_delivered_entry_is_deleted(
-    rabbitmq: RabbitMQServer, pool: Pool, queue: tuple[str, pika.BlockingConnection]
+    rabbitmq: RabbitMQServer, pool: ConnectionPool, queue: tuple[str, pika.BlockingConnection]
 ) -> None:
     name, connection = queue
     publisher = Publisher(rabbitmq.info.amqp_url, timeout=5.0)
@@ -108,7 +109,7 @@ def test_a_delivered_entry_is_deleted(
 
 
 def test_an_entry_the_broker_did_not_confirm_is_relayed_once_it_is_back(
-    rabbitmq: RabbitMQServer, pool: Pool, queue: tuple[str, pika.BlockingConnection]
+    rabbitmq: RabbitMQServer, pool: ConnectionPool, queue: tuple[str, pika.BlockingConnection]
 ) -> None:
     name, connection = queue
     gone = Publisher(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", timeout=1.0)
@@ -132,7 +133,7 @@ def test_an_entry_the_broker_did_not_confirm_is_relayed_once_it_is_back(
 
 
 def test_the_relay_leaves_entries_younger_than_the_grace(
-    rabbitmq: RabbitMQServer, pool: Pool, queue: tuple[str, pika.BlockingConnection]
+    rabbitmq: RabbitMQServer, pool: ConnectionPool, queue: tuple[str, pika.BlockingConnection]
 ) -> None:
     name, connection = queue
     publisher = Publisher(rabbitmq.info.amqp_url, timeout=5.0)
@@ -147,7 +148,7 @@ def test_the_relay_leaves_entries_younger_than_the_grace(
 
 
 def test_the_background_thread_deletes_and_relays(
-    rabbitmq: RabbitMQServer, pool: Pool, queue: tuple[str, pika.BlockingConnection]
+    rabbitmq: RabbitMQServer, pool: ConnectionPool, queue: tuple[str, pika.BlockingConnection]
 ) -> None:
     name, connection = queue
     publisher = Publisher(rabbitmq.info.amqp_url, timeout=5.0)

@@ -11,10 +11,10 @@ from observatory.readmodel.v1 import read_model_pb2 as rm
 
 from services.aggregates.store import Aggregates
 from services.common import postgres
+from services.common.pg_pool import ConnectionPool
 from services.jobstore import store
 from services.read_model import alerts, event_query, job_query, queues
 from services.read_model.errors import InvalidArgumentError, NotFoundError
-from services.read_model.pg_pool import ConnectionPool
 
 QUERY_SECONDS = 10.0  # a read query waits at most this long, then fails (UNAVAILABLE)
 T = TypeVar("T")

@@ -1,23 +1,28 @@
-"""The read model's PostgreSQL pool: connections are reused, a failed call's connection is not,
-and a server restart costs no caller an error."""
+"""The services' PostgreSQL pool against real servers: connections are reused, a failed call's
+connection is not, a server restart costs no `run` caller an error, and a frozen server fails a
+unit of work within its deadline."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from services.common import postgres
-from services.jobstore import store
-from services.read_model.pg_pool import ConnectionPool
+from services.common.pg_pool import Conn, ConnectionPool
 from tools.testing.servers import PostgresServer
 
 pytest_plugins = ["tools.testing.servers.pytest_plugin"]
 pytestmark = pytest.mark.integration
 
 
-def backend_pid(conn: store.Conn) -> int:
+def backend_pid(conn: Conn) -> int:
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
     assert row is not None
     return int(row[0])
@@ -46,7 +51,7 @@ def test_a_failed_call_raises_and_its_connection_is_not_reused(
     try:
         first = pool.run(backend_pid)
 
-        def fails(conn: store.Conn) -> int:
+        def fails(conn: Conn) -> int:
             assert backend_pid(conn) == first
             conn.execute("SELECT 1/0")
             return 0
@@ -85,3 +90,58 @@ def test_a_server_that_is_down_is_an_operational_error(tmp_path: Path) -> None:
     server.stop()
     with pytest.raises(psycopg.OperationalError):
         pool.run(backend_pid)
+
+
+TIMEOUT_S = 1.0
+
+
+@contextmanager
+def frozen(pid: int) -> Iterator[None]:
+    """The backend process serving one connection, stopped as a hung server would be."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_query_on_a_frozen_server_fails_within_the_deadline_and_the_pool_recovers(
+    postgres_server: PostgresServer,
+) -> None:
+    dsn = postgres_server.info.dsn
+    pool = ConnectionPool(
+        lambda: postgres.connect(dsn, timeout=TIMEOUT_S, statement_timeout=TIMEOUT_S),
+        deadline_s=2 * TIMEOUT_S,
+    )
+    try:
+        with pool.connection() as conn:
+            backend = conn.info.backend_pid
+            conn.execute("SELECT 1")
+            conn.commit()
+        began = time.monotonic()
+        with (
+            frozen(backend),
+            pytest.raises(psycopg.OperationalError),
+            pool.connection() as conn,
+        ):
+            assert conn.info.backend_pid == backend  # the idle connection, reused
+            conn.execute("SELECT 1")
+        waited = time.monotonic() - began
+        assert waited < 10 * TIMEOUT_S, waited  # bounded (2 x timeout), not the outage
+        # The broken connection was dropped: the next unit of work gets a fresh one.
+        with pool.connection() as conn:
+            assert conn.info.backend_pid != backend
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+            conn.commit()
+    finally:
+        pool.close()
+
+
+def test_a_deadline_that_is_not_reached_leaves_the_connection_usable(
+    postgres_server: PostgresServer,
+) -> None:
+    with postgres.connect(postgres_server.info.dsn, statement_timeout=5) as conn:
+        with postgres.deadline(conn, 0.5):
+            conn.execute("SELECT 1")
+        time.sleep(0.8)  # past the deadline: nothing may fire after the work ended
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
