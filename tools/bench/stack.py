@@ -55,7 +55,7 @@ def running_stack(
     root: Path, processors: int, extra_env: Mapping[str, str] | None = None
 ) -> Iterator[Stack]:
     """Servers, the three services and `processors` processors; all stopped after."""
-    with running_backends(root) as backends:
+    with running_backends(root, durable=True) as backends:
         env = {**backends.env(), **(extra_env or {})}
         started: dict[str, ServiceProcess] = {}
         try:

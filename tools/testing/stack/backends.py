@@ -38,12 +38,18 @@ class Backends:
 
 
 @contextlib.contextmanager
-def running_backends(root: Path) -> Iterator[Backends]:
-    """RabbitMQ, PostgreSQL, MongoDB-wire and Redis with state under `root`; all stopped after."""
+def running_backends(root: Path, *, durable: bool = False) -> Iterator[Backends]:
+    """RabbitMQ, PostgreSQL, MongoDB-wire and Redis with state under `root`; all stopped after.
+
+    `durable`: the stores keep what they acknowledge as the local stack's do (PostgreSQL with
+    fsync and synchronous commit, Redis's append-only file, MongoDB-wire on a file) instead of
+    the throwaway settings that save tests seconds."""
     with (
         serving(RabbitMQServer(root / "rabbitmq")) as rabbitmq,
-        serving(PostgresServer(root / "postgres")) as postgres,
-        serving(MongoServer(root / "mongo")) as mongo,
-        serving(RedisServer(root / "redis")) as redis,
+        serving(
+            PostgresServer(root / "postgres", data_dir=root / "pgdata" if durable else None)
+        ) as postgres,
+        serving(MongoServer(root / "mongo", persist=durable)) as mongo,
+        serving(RedisServer(root / "redis", persist=durable)) as redis,
     ):
         yield Backends(rabbitmq, postgres, mongo, redis)
