@@ -526,6 +526,9 @@ def test_a_backend_down_is_unavailable_not_a_crash(stack: Stack) -> None:
             assert stub.ListJobs(rm.ListJobsRequest(page_size=1), timeout=10).jobs
         http = f"http://127.0.0.1:{service.http.port}"
         assert http_json(http + "/stats")[0] == 503
+        # Only Redis is missing: the event feed's broker connection (made in the background at
+        # start-up, slow on a loaded machine) must not be what /readyz reports.
+        assert service.hub.connected.wait(30), "the event feed never reached the broker"
         status, ready = http_json(http + "/readyz")
         assert status == 503 and set(ready["failures"]) == {"redis"}
     finally:
