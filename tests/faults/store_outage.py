@@ -19,6 +19,7 @@ from tools.testing.waiting import wait_for
 
 JOBS = 5000
 OUTAGE_S = 10.0
+RESTART_RATE = 125.0  # jobs/s: 40 s of stream, the stop begins ~4 s in
 
 
 def freeze_mid_stream(stack: Stack, server: Server[Any], dependants: Sequence[str]) -> None:
@@ -64,12 +65,16 @@ def restart_mid_stream(
     """Backend `name` stopped for OUTAGE_S mid-stream and started again on the same ports and
     data. `dependants` must report not-ready meanwhile; `refuses_submissions`: the gateway needs
     this backend to accept a job, so it must answer UNAVAILABLE / 503 and accept nothing."""
-    stream = JobStream(stack.gateway.info.grpc_target, stack.gateway.info.url, total=JOBS)
+    # Paced so the stream outlasts a slow graceful stop (RabbitMQ's took up to 22 s under CI
+    # load): submissions must still be arriving while the server is down.
+    stream = JobStream(
+        stack.gateway.info.grpc_target, stack.gateway.info.url, total=JOBS, rate=RESTART_RATE
+    )
     urls = {key: stack.services[key].info.url for key in dependants}
     with ReadinessWatch(urls) as watch:
         stream.start()
         try:
-            stream.wait_accepted(JOBS // 4, timeout=180)
+            stream.wait_accepted(JOBS // 10, timeout=180)
             stopping = time.monotonic()
             with restarted(stack, name) as down:
                 print(
