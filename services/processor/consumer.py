@@ -3,7 +3,8 @@
 pika's BlockingConnection is not thread-safe, so only the connection thread touches the
 consuming channel; workers hand acks back with `add_callback_threadsafe`. Deliveries carry the
 session they came from: after a reconnect, acks for the old channel are dropped (the broker
-redelivers those messages, which the delivery rules make safe).
+redelivers those messages, which the delivery rules make safe). Acks are grouped (`acks.py`):
+one `multiple=True` ack covers every settled delivery below the oldest unsettled one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import pika
 import pika.exceptions
@@ -23,6 +25,7 @@ from pika.spec import Basic, BasicProperties
 
 from services.common import amqp, topology
 from services.common.lifecycle import backoff
+from services.processor.acks import Unsettled
 from services.processor.cancels import CancelRegistry, cancelled_job_id
 from services.processor.config import ProcessorConfig
 from services.processor.resources import StoppingError
@@ -39,6 +42,7 @@ class Delivery:
     tag: int
     body: bytes
     headers: dict[str, object] | None
+    unsettled: Unsettled  # the tags of `channel` not yet acked (used on the connection thread)
 
 
 class Consumer:
@@ -89,13 +93,16 @@ class Consumer:
             channel.queue_bind(control, topology.CONTROL_EXCHANGE)
             channel.basic_consume(control, self._on_control, auto_ack=True)
             session = self._session
+            unsettled = Unsettled()
 
             def on_work(
                 ch: BlockingChannel, method: Basic.Deliver, props: BasicProperties, body: bytes
             ) -> None:
-                assert method.delivery_tag is not None
+                tag = method.delivery_tag
+                assert tag is not None
+                unsettled.delivered(tag)
                 self._deliveries.put(
-                    Delivery(session, connection, ch, method.delivery_tag, body, props.headers)
+                    Delivery(session, connection, ch, tag, body, props.headers, unsettled)
                 )
 
             tag = channel.basic_consume(topology.WORK_QUEUE, on_work)
@@ -176,21 +183,31 @@ class Consumer:
     @staticmethod
     def _settle(batch: Sequence[Delivery], settled: Sequence[tuple[int, Disposition]]) -> None:
         """Acks (or rejects) deliveries of `batch` by index, in one callback on the connection
-        thread (the only one allowed to use the channel)."""
+        thread (the only one allowed to use the channel), with as few frames as `acks.py` says."""
         if not settled:
             return
-        deliveries = [(batch[index], disposition) for index, disposition in settled]
+        first = batch[settled[0][0]]
+        acked = [batch[i].tag for i, disposition in settled if disposition is Disposition.ACK]
+        rejected = [
+            batch[i].tag for i, disposition in settled if disposition is not Disposition.ACK
+        ]
 
         def settle() -> None:
-            for delivery, disposition in deliveries:
-                if not delivery.channel.is_open:
-                    continue
-                if disposition is Disposition.ACK:
-                    delivery.channel.basic_ack(delivery.tag)
-                else:
-                    delivery.channel.basic_reject(delivery.tag, requeue=False)
+            if not first.channel.is_open:
+                return  # a lost channel: the broker redelivers its unacked messages
+            plan = first.unsettled.settle(acked, rejected)
+            # The asynchronous channel under the blocking one (as services/common/confirms.py):
+            # BlockingChannel.basic_ack flushes the socket once per call; these frames go out
+            # together on the connection thread's next I/O loop turn.
+            channel: Any = first.channel._impl
+            for tag in plan.rejects:
+                channel.basic_reject(tag, requeue=False)
+            if plan.ack_up_to is not None:
+                channel.basic_ack(plan.ack_up_to, multiple=True)
+            for tag in plan.acks:
+                channel.basic_ack(tag)
 
         try:
-            deliveries[0][0].connection.add_callback_threadsafe(settle)
+            first.connection.add_callback_threadsafe(settle)
         except (pika.exceptions.AMQPError, OSError) as error:
             log.warning("connection gone before the ack; the broker will redeliver: %r", error)

@@ -56,10 +56,8 @@ def last_event(row: Row, attempt: job_pb2.JobAttempt | None) -> event_pb2.EventE
         ran = attempt.finished_at.ToDatetime() - attempt.started_at.ToDatetime()
     payload: dict[str, object] = {}
     if status == job_pb2.JOB_STATUS_COMPLETED:
-        payload["job_completed"] = event_pb2.JobCompleted(
-            attempt=number, worker=row["worker"], run_duration=duration(ran)
-        )
-    elif status == job_pb2.JOB_STATUS_FAILED:
+        return completed_event(row, ran)
+    if status == job_pb2.JOB_STATUS_FAILED:
         payload["job_failed"] = event_pb2.JobFailed(
             attempt=number,
             worker=row["worker"],
@@ -91,3 +89,11 @@ def last_event(row: Row, attempt: job_pb2.JobAttempt | None) -> event_pb2.EventE
             worker=row["worker"],
         )
     return event(row, **payload) if payload else None
+
+
+def completed_event(row: Row, ran: timedelta) -> event_pb2.EventEnvelope:
+    """job.completed of a COMPLETED row whose last attempt ran `ran`."""
+    completed = event_pb2.JobCompleted(
+        attempt=row["attempts"], worker=row["worker"], run_duration=duration(ran)
+    )
+    return event(row, job_completed=completed)

@@ -7,6 +7,7 @@ leaves the message unacked, and its redelivery replays the missing effects (same
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import logging
@@ -41,7 +42,12 @@ from services.processor.batching import first_per_key
 from services.processor.cancels import CancelRegistry
 from services.processor.config import ProcessorConfig
 from services.processor.decide import Action, RowState, Step, after_attempt, decide
-from services.processor.jobevents import MAX_ATTEMPTS_EXHAUSTED, event, last_event
+from services.processor.jobevents import (
+    MAX_ATTEMPTS_EXHAUSTED,
+    completed_event,
+    event,
+    last_event,
+)
 from services.processor.poison import (
     PoisonMessageError,
     WorkMessage,
@@ -180,8 +186,7 @@ class Worker:
                 deadline=time.monotonic() + message.job.timeout.ToMilliseconds() / 1000,
                 cancelled=signals[index],
             )
-            payload = json_format.MessageToDict(message.job.payload)
-            attempts.append(Attempt(index, job_type.run, ctx, payload))
+            attempts.append(Attempt(index, job_type.run, ctx, payload_dict(message.job)))
         metrics.IN_FLIGHT.inc(len(attempts))
         waves = self._attempts.run(
             attempts,
@@ -289,10 +294,9 @@ class Worker:
             conn, {message.job.id: message.attempt for message in succeeded.values()}, now
         )
         for index, message in succeeded.items():
-            row, attempt = completed[message.job.id]
-            envelope = last_event(row, attempt)
+            row, ran = completed[message.job.id]
             effects[index] = Effects(
-                [] if envelope is None else [envelope],
+                [completed_event(row, ran)],
                 counters=[metrics.COMPLETED],
                 observations=[(metrics.END_TO_END, (now - row["created_at"]).total_seconds())],
             )
@@ -424,7 +428,7 @@ class Worker:
             if cancel is None or cancel:  # cancel requested, or the attempt is no longer ours
                 ctx.cancelled.set()
 
-        payload = json_format.MessageToDict(job.payload)
+        payload = payload_dict(job)
         metrics.IN_FLIGHT.inc()
         try:
             result = run_attempt(
@@ -542,11 +546,14 @@ class Worker:
         for effects, message, body in batch:
             outgoing += self._outgoing(effects, message, body)
         self._publisher.publish_all(outgoing)
+        counts: collections.Counter[tuple[Counter, str]] = collections.Counter()
         for effects, message, _ in batch:
             for counter in effects.counters:
-                counter.labels(message.job.type).inc()
+                counts[counter, message.job.type] += 1
             for histogram, seconds in effects.observations:
                 histogram.labels(message.job.type).observe(seconds)
+        for (counter, job_type), count in counts.items():  # one locked increment per series
+            counter.labels(job_type).inc(count)
 
     def _outgoing(self, effects: Effects, message: WorkMessage, body: bytes) -> list[Outgoing]:
         """The retry or dead-letter message of one work message (its events go separately)."""
@@ -584,6 +591,11 @@ class Worker:
                 )
             )
         return outgoing
+
+
+def payload_dict(job: job_pb2.Job) -> dict[str, Any]:
+    """The job's payload as the job function gets it (most jobs have none: skip the converter)."""
+    return json_format.MessageToDict(job.payload) if job.payload.fields else {}
 
 
 def event_messages(envelopes: Sequence[event_pb2.EventEnvelope]) -> list[Outgoing]:
