@@ -319,6 +319,7 @@ def _rate_run(options: Options, stack: Stack, clients: ours.Clients) -> dict[str
         "stats_freshness": _quantiles(result.stats_freshness_s),
         "detail_freshness": _quantiles(result.detail_freshness_s),
         "failed_jobs": result.failed_jobs,
+        "refused_submits": result.refused_submits,
     }
 
 
@@ -397,7 +398,9 @@ def run(options: Options) -> dict[str, Any]:
                     _scale(options, stack, clients, worker_pid, jobs) for jobs in options.jobs
                 ]
             if options.rate > 0:
-                results["rate"] = _rate_run(options, stack, clients)
+                results["rate"] = _recorded(
+                    "offered load", lambda: _rate_run(options, stack, clients)
+                )
             results["queries"] = [_queries(options, stack, clients)]
             if options.stored > results["queries"][0]["stored"]:
                 try:

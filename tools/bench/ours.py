@@ -61,6 +61,7 @@ class Submitted:
     sample_every: int
     job_ids: list[str] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)  # wall clock when each job's RPC was sent
+    refused: int = 0  # open loop: submits answered with an error or past the RPC deadline
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, ids: Sequence[str], sent_at: float) -> None:
@@ -79,6 +80,7 @@ class RunResult(stats.Throughput):
     stats_freshness_s: list[float]
     detail_freshness_s: list[float]
     failed_jobs: int
+    refused_submits: int = 0
 
 
 def _spec() -> job_pb2.JobSpec:
@@ -227,7 +229,10 @@ def submit_at_rate(rate: float) -> Callable[[Clients, int, Submitted], None]:
                 (scheduled, clients.gateway.SubmitJob.future(request, timeout=RPC_TIMEOUT))
             )
         for scheduled, future in futures:
-            submitted.add([future.result().job_id], scheduled)
+            try:
+                submitted.add([future.result().job_id], scheduled)
+            except grpc.RpcError:  # overload: counted, and not waited for below
+                submitted.refused += 1
 
     return submit
 
@@ -280,6 +285,7 @@ def run(
     first_sent = time.time()
     submit(clients, jobs, submitted)
     submit_seconds = time.time() - first_sent
+    poller.expect(len(submitted.job_ids))  # the accepted ones (an open loop may lose some)
     reached = poller.reached.wait(timeout)
     poller.stop()
     deadline = time.time() + 30
@@ -289,7 +295,7 @@ def run(
     if not reached:
         seen = poller.polls[-1][1] if poller.polls else 0
         raise BenchError(f"{mode} {jobs}: only {seen} jobs terminal after {timeout:.0f} s")
-    done = timeline.first_reaching(poller.polls, jobs)
+    done = timeline.first_reaching(poller.polls, len(submitted.job_ids))
     assert done is not None  # reached implies a poll counted them all
     finished, failed = finished_times(clients.postgres_dsn, submitted.job_ids)
     latency = [
@@ -306,6 +312,7 @@ def run(
         stats_freshness_s=timeline.stats_freshness(list(finished.values()), poller.polls),
         detail_freshness_s=sampler.freshness,
         failed_jobs=failed,
+        refused_submits=submitted.refused,
     )
 
 

@@ -255,10 +255,14 @@ def render(results: Mapping[str, Any]) -> str:
         lines.append(f"How cost grows with work ({growth['mode']}); spread {spread}%")
         lines += [*_table(["N", "CPU s/1000 jobs", "end-to-end jobs/s"], rows), ""]
     rate = results.get("rate")
-    if rate:
+    if rate and "error" in rate:
+        lines += [f"Offered load: failed ({rate['error']})", ""]
+    elif rate:
+        refused = rate.get("refused_submits") or 0
         lines.append(
             f"Offered load {rate['offered_per_s']:,.0f} jobs/s for {rate['jobs']:,} jobs "
             f"(open loop, single submits)"
+            + (f"; {refused:,} submits refused or past the deadline" if refused else "")
         )
         rows = [
             [

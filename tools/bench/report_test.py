@@ -130,3 +130,20 @@ def test_targets_use_the_largest_scale_where_batch_succeeded() -> None:
     checks = {t["name"]: t for t in report.targets(results)}
     assert checks["end-to-end (batch, largest N measured)"]["measured"] == 2600.0
     assert checks["per-job CPU cost growth across N"]["met"] is None  # one scale left
+
+
+def test_the_offered_load_block_names_refused_submits_or_the_runs_failure() -> None:
+    results = _results()
+    results["rate"] = {
+        "offered_per_s": 500.0,
+        "jobs": 5000,
+        "latency": _q(40.0, 90.0),
+        "stats_freshness": _q(60.0, 200.0),
+        "detail_freshness": _q(70.0, 210.0),
+        "refused_submits": 12,
+    }
+    assert "; 12 submits refused or past the deadline" in report.render(results)
+    results["rate"] = {"error": "DEADLINE_EXCEEDED: Deadline Exceeded"}
+    table = report.render(results)
+    assert "Offered load: failed (DEADLINE_EXCEEDED: Deadline Exceeded)" in table
+    assert "p99 at offered load" in table  # the target rows stay, as not measured
