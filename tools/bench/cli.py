@@ -207,6 +207,7 @@ def _ours_figures(result: ours.RunResult, cpu_per_1000: dict[str, float]) -> dic
     return {
         "submit_rate": result.submit_rate,
         "end_to_end_rate": result.end_to_end_rate,
+        "records_rate": result.records_rate,
         "latency": _quantiles(result.latency_s),
         "stats_freshness": _quantiles(result.stats_freshness_s),
         "detail_freshness": _quantiles(result.detail_freshness_s),

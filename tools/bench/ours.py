@@ -4,6 +4,7 @@ polling GetJobDetail for a sample of jobs; submit->terminal latency from the job
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -81,6 +82,13 @@ class RunResult(stats.Throughput):
     detail_freshness_s: list[float]
     failed_jobs: int
     refused_submits: int = 0
+    # First submit -> the last job terminal in PostgreSQL, which the read model's job queries
+    # (ListJobs, GetJob) read: done, before the event path (stats, timelines) catches up.
+    records_seconds: float = math.nan
+
+    @property
+    def records_rate(self) -> float:
+        return stats.rate(self.jobs, self.records_seconds)
 
 
 def _spec() -> job_pb2.JobSpec:
@@ -298,6 +306,7 @@ def run(
     done = timeline.first_reaching(poller.polls, len(submitted.job_ids))
     assert done is not None  # reached implies a poll counted them all
     finished, failed = finished_times(clients.postgres_dsn, submitted.job_ids)
+    last_finished = max(finished.values(), default=math.nan)
     latency = [
         finished[job_id] - sent_at
         for job_id, sent_at in zip(submitted.job_ids, submitted.sent_at, strict=True)
@@ -308,6 +317,7 @@ def run(
         jobs=jobs,
         submit_seconds=submit_seconds,
         end_to_end_seconds=done - first_sent,
+        records_seconds=last_finished - first_sent,
         latency_s=latency,
         stats_freshness_s=timeline.stats_freshness(list(finished.values()), poller.polls),
         detail_freshness_s=sampler.freshness,

@@ -100,6 +100,13 @@ def scale_table(scale: Mapping[str, Any]) -> list[str]:
             *(_num(runs[m].get("end_to_end_rate", math.nan)) for m in [*ours, *theirs]),
         ]
     )
+    rows.append(
+        [
+            "terminal in job records jobs/s",
+            *(_num(runs[m].get("records_rate", math.nan)) for m in ours),
+            *("" for _ in theirs),
+        ]
+    )
     for base in theirs:
         rows.append(
             [

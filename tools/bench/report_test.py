@@ -132,6 +132,15 @@ def test_targets_use_the_largest_scale_where_batch_succeeded() -> None:
     assert checks["per-job CPU cost growth across N"]["met"] is None  # one scale left
 
 
+def test_the_job_records_rate_is_shown_for_ours_only() -> None:
+    results = _results()
+    results["scales"][0]["runs"]["batch"]["records_rate"] = 4321.0
+    row = next(
+        line for line in report.render(results).splitlines() if line.startswith("terminal in job")
+    )
+    assert "4,321" in row
+
+
 def test_the_offered_load_block_names_refused_submits_or_the_runs_failure() -> None:
     results = _results()
     results["rate"] = {
