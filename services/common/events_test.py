@@ -14,26 +14,23 @@ PRODUCER = event_pb2.Producer(service="test", instance_id="test/1", version="1")
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def started(job: str, version: int = 2) -> event_pb2.EventEnvelope:
+def _event(job: str, version: int, **payload: object) -> event_pb2.EventEnvelope:
     return events.envelope(
         job_id=job,
         version=version,
         occurred_at=START + timedelta(seconds=version),
         correlation_id=f"corr-{job}",
         producer=PRODUCER,
-        job_started=event_pb2.JobStarted(attempt=1, worker="w"),
+        **payload,
     )
+
+
+def started(job: str, version: int = 2) -> event_pb2.EventEnvelope:
+    return _event(job, version, job_started=event_pb2.JobStarted(attempt=1, worker="w"))
 
 
 def completed(job: str, version: int = 3) -> event_pb2.EventEnvelope:
-    return events.envelope(
-        job_id=job,
-        version=version,
-        occurred_at=START + timedelta(seconds=version),
-        correlation_id=f"corr-{job}",
-        producer=PRODUCER,
-        job_completed=event_pb2.JobCompleted(attempt=1, worker="w"),
-    )
+    return _event(job, version, job_completed=event_pb2.JobCompleted(attempt=1, worker="w"))
 
 
 def decoded(messages: list[events.EventMessage]) -> list[event_pb2.EventEnvelope]:
