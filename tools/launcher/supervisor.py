@@ -192,17 +192,20 @@ class Supervisor:
             return
         if time.monotonic() - live.healthy_since >= STABLE_AFTER_S:
             live.crashes_in_a_row = 0
+        self._schedule_restart(live, reason, log_tail=tail, pid=None)
+
+    def _schedule_restart(self, live: _Live, why: str, **changes: Any) -> None:
+        """One more crash in a row: RESTARTING, due after the backoff for that many."""
         live.crashes_in_a_row += 1
         delay = restart_delay(live.crashes_in_a_row)
         live.restart_at = time.monotonic() + delay
-        record = self._rec(name)
+        name = live.component.name
         self._update(
             name,
             state=ComponentState.RESTARTING.value,
-            detail=f"{reason}, restart in {delay:.0f} s",
-            restarts=record.restarts + 1,
-            log_tail=tail,
-            pid=None,
+            detail=f"{why}, restart in {delay:.0f} s",
+            restarts=self._rec(name).restarts + 1,
+            **changes,
         )
 
     def _restart(self, name: str) -> None:
@@ -215,16 +218,7 @@ class Supervisor:
                         failed.stop()
                 if not live.component.restartable:
                     return  # stays FAILED, with why, until the next `up`
-                live.crashes_in_a_row += 1
-                delay = restart_delay(live.crashes_in_a_row)
-                live.restart_at = time.monotonic() + delay
-                record = self._rec(name)
-                self._update(
-                    name,
-                    state=ComponentState.RESTARTING.value,
-                    detail=f"{record.detail}, restart in {delay:.0f} s",
-                    restarts=record.restarts + 1,
-                )
+                self._schedule_restart(live, self._rec(name).detail)
         finally:
             live.restarting = False
 
