@@ -41,15 +41,8 @@ def freeze_mid_stream(stack: Stack, server: Server[Any], dependants: Sequence[st
             stream.wait(timeout=300)
         finally:
             stream.stop()
-        wait_for(
-            lambda: all(watch.ready_after(name, up) for name in dependants),
-            what=f"{', '.join(dependants)} to be ready again",
-            timeout=60,
-        )
-    for name in dependants:
-        seen = watch.statuses(name, down, up)
-        print(f"{name} /readyz during the outage: {seen}")
-        assert any(status != 200 for status in seen), f"{name} stayed ready: {seen}"
+        _wait_ready_again(watch, dependants, up)
+    _assert_not_ready(watch, dependants, down, up, "during the outage")
     assert not [answer for answer in stream.answers if answer.kind == "error"]
     refused = [answer for answer in stream.answers if answer.kind == "unavailable"]
     print(f"gateway refusals during the run: {len(refused)}; slowest answer: {stream.slowest()}")
@@ -102,18 +95,11 @@ def restart_mid_stream(
             stream.wait(timeout=300)
         finally:
             stream.stop()
-        wait_for(
-            lambda: all(watch.ready_after(key, up) for key in dependants),
-            what=f"{', '.join(dependants)} to be ready again",
-            timeout=60,
-        )
+        _wait_ready_again(watch, dependants, up)
     for key in dependants:
         ready = watch.first_ready_after(key, up)
         print(f"{key} ready {(ready or up) - up:.1f}s after {name} came back")
-    for key in dependants:
-        seen = watch.statuses(key, down, restarting)
-        print(f"{key} /readyz while {name} was down: {seen}")
-        assert any(status != 200 for status in seen), f"{key} stayed ready: {seen}"
+    _assert_not_ready(watch, dependants, down, restarting, f"while {name} was down")
     refused = [answer for answer in down_seen if answer.kind == "unavailable"]
     # Sent once the server was down (an answer received then may have been sent before).
     accepted_while_down = [a for a in down_seen if a.kind == "accepted" and a.at - a.took >= down]
@@ -137,6 +123,24 @@ def restart_mid_stream(
         stack, stream.job_ids(), keys=stream.keys(), expect_status="completed", timeout=240
     )
     print(f"all stores agree {time.monotonic() - up:.0f}s after {name} came back")
+
+
+def _wait_ready_again(watch: ReadinessWatch, dependants: Sequence[str], up: float) -> None:
+    wait_for(
+        lambda: all(watch.ready_after(key, up) for key in dependants),
+        what=f"{', '.join(dependants)} to be ready again",
+        timeout=60,
+    )
+
+
+def _assert_not_ready(
+    watch: ReadinessWatch, dependants: Sequence[str], start: float, end: float, when: str
+) -> None:
+    """Every dependant answered /readyz with something other than 200 between start and end."""
+    for key in dependants:
+        seen = watch.statuses(key, start, end)
+        print(f"{key} /readyz {when}: {seen}")
+        assert any(status != 200 for status in seen), f"{key} stayed ready: {seen}"
 
 
 def _events_backlog(stack: Stack, name: str) -> list[int]:
