@@ -18,7 +18,12 @@ DEAD_EXCHANGE = "observatory.dead"  # fanout: exhausted jobs and poison messages
 DEAD_QUEUE = "jobs.dead"
 
 EVENTS_EXCHANGE = "observatory.events"  # topic: routing key = event type ("job.completed")
-METRICS_QUEUE = "metrics-engine.events"
+# The metrics engine's two copies of every event, consumed independently so that one store's
+# outage or slowness never holds the other back. The event store keeps the queue name from before
+# the split, so an upgraded broker's backlog still reaches MongoDB.
+EVENT_STORE_QUEUE = "metrics-engine.events"  # -> MongoDB event store (timelines, ListEvents)
+AGGREGATES_QUEUE = "metrics-engine.aggregates"  # -> Redis live aggregates (GetStats)
+METRICS_ENGINE_QUEUES = (EVENT_STORE_QUEUE, AGGREGATES_QUEUE)
 
 CONTROL_EXCHANGE = "observatory.control"  # fanout: cancel broadcasts to every processor
 
@@ -47,9 +52,11 @@ def declare(channel: BlockingChannel) -> None:
         arguments={"x-max-priority": MAX_PRIORITY, "x-dead-letter-exchange": DEAD_EXCHANGE},
     )
     channel.queue_bind(WORK_QUEUE, JOBS_EXCHANGE, WORK_ROUTING_KEY)
-    # Declared by producers too, so events published before the metrics engine starts are kept.
-    channel.queue_declare(METRICS_QUEUE, durable=True)
-    channel.queue_bind(METRICS_QUEUE, EVENTS_EXCHANGE, "job.#")
+    # Declared by producers too, so events published before the metrics engine starts are kept
+    # (in both queues).
+    for queue in METRICS_ENGINE_QUEUES:
+        channel.queue_declare(queue, durable=True)
+        channel.queue_bind(queue, EVENTS_EXCHANGE, "job.#")
 
 
 def declare_retry_queue(channel: BlockingChannel, delay_ms: int) -> str:

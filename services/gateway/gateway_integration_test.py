@@ -103,7 +103,12 @@ def db(postgres: PostgresServer, gateway: RunningGateway) -> Iterator[psycopg.Co
 @pytest.fixture
 def queues(broker: BlockingChannel) -> BlockingChannel:
     """The broker channel with the test's queues emptied first."""
-    for queue in (topology.WORK_QUEUE, EVENTS_QUEUE, CONTROL_QUEUE, topology.METRICS_QUEUE):
+    for queue in (
+        topology.WORK_QUEUE,
+        EVENTS_QUEUE,
+        CONTROL_QUEUE,
+        *topology.METRICS_ENGINE_QUEUES,
+    ):
         broker.queue_purge(queue)
     return broker
 

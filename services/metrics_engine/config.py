@@ -1,4 +1,8 @@
-"""Metrics engine settings from the environment (see services/common/config.py)."""
+"""Metrics engine settings from the environment (see services/common/config.py).
+
+The batching settings apply to each of the engine's two consumers (event store and live
+aggregates) on its own: each has up to `prefetch` deliveries in flight.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ class MetricsEngineConfig:
     redis_url: str
     http_host: str = "127.0.0.1"
     http_port: int = 8083
-    prefetch: int = 200  # unacked deliveries in flight; also the largest batch stored at once
+    prefetch: int = 200  # unacked deliveries in flight per consumer; also its largest batch
     batch_wait_s: float = 0.05  # how long a partial batch waits for more deliveries
     batch_events: int = 1000  # a batch of deliveries is stored once it holds this many events
 

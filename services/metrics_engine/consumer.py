@@ -1,11 +1,14 @@
-"""The consume loop: deliveries in batches -> both stores -> acks, surviving outages.
+"""The consume loop: deliveries of one queue in batches -> one store -> acks, surviving outages.
 
-A delivery is one event or an EventBatch of them (services/common/events.py); deliveries are
-decoded as they arrive and stored together, and a batch of deliveries is acked only after MongoDB
-and Redis both have every event in it. While a store is down the loop keeps the batch unacked and
-retries with backoff (and consumes nothing more: prefetch caps the deliveries in flight), so no
-event is dropped. A lost broker connection is reopened with backoff; the broker redelivers the
-unacked batch and the idempotent stores ignore repeats.
+The metrics engine runs one Consumer per store, each with its own queue, AMQP connection and
+thread (service.py), so MongoDB's outage or slowness never holds the live aggregates back, nor
+Redis's the event store. A delivery is one event or an EventBatch of them
+(services/common/events.py); deliveries are decoded as they arrive and stored together, and a
+batch of deliveries is acked only after the consumer's store has every event in it. While the
+store is down the loop keeps the batch unacked and retries with backoff (and consumes nothing
+more: prefetch caps the deliveries in flight), so no event is dropped; the queue's backlog grows
+meanwhile. A lost broker connection is reopened with backoff; the broker redelivers the unacked
+batch and the idempotent store ignores repeats.
 """
 
 from __future__ import annotations
@@ -19,24 +22,29 @@ import pika
 import pika.exceptions
 from observatory.events.v1 import event_pb2
 from prometheus_client import Counter, Histogram
-from pymongo.errors import PyMongoError
-from redis.exceptions import RedisError
 
 from services.aggregates.facts import UnknownEventError, facts_of
 from services.common import amqp, events, lifecycle, topology
 from services.common.config import redact
 from services.common.logs import correlation
-from services.metrics_engine.sink import EventSink
+from services.metrics_engine.sink import Store
 
 log = logging.getLogger(__name__)
 
+# Labelled by store: each store's consumer sees (and drops) its own copy of every delivery.
 STORE_ERRORS = Counter("metrics_engine_store_errors_total", "Failed store attempts", ["store"])
-REJECTED = Counter("metrics_engine_rejected_total", "Undecodable deliveries dropped")
+REJECTED = Counter(
+    "metrics_engine_rejected_total", "Undecodable deliveries dropped, per store's queue", ["store"]
+)
 REJECTED_EVENTS = Counter(
-    "metrics_engine_rejected_events_total", "Undecodable events dropped from decodable batches"
+    "metrics_engine_rejected_events_total",
+    "Undecodable events dropped from decodable batches, per store's queue",
+    ["store"],
 )
 PROCESSING = Histogram(
-    "metrics_engine_processing_seconds", "Time to store one batch in both stores (with retries)"
+    "metrics_engine_processing_seconds",
+    "Time to store one batch in one store (with retries)",
+    ["store"],
 )
 
 # A delivery decoded: its tag, and its storable events (none: it is dropped, not stored).
@@ -44,17 +52,21 @@ Pending = list[tuple[int, list[event_pb2.EventEnvelope]]]
 
 
 class Consumer:
+    """Consumes `queue` into `store`: one consume loop, one AMQP connection, run on one thread."""
+
     def __init__(
         self,
         amqp_url: str,
-        sink: EventSink,
+        queue: str,
+        store: Store,
         *,
         prefetch: int,
         batch_wait_s: float,
         batch_events: int = 1000,
     ) -> None:
         self._url = amqp_url
-        self._sink = sink
+        self.queue = queue
+        self.store = store
         self._prefetch = prefetch
         self._batch_events = batch_events
         self._batch_wait_s = max(batch_wait_s, 0.01)
@@ -83,24 +95,24 @@ class Consumer:
                 stop.wait(next(delays))
 
     def _consume(self, stop: threading.Event) -> None:
-        connection = amqp.connect(self._url, connection_name="metrics-engine")
+        connection = amqp.connect(self._url, connection_name=connection_name(self.store))
         try:
             channel = connection.channel()
             topology.declare(channel)
             channel.basic_qos(prefetch_count=self._prefetch)
             self.connected.set()
             self._had_connection = True
-            log.info("consuming %s", topology.METRICS_QUEUE)
+            log.info("consuming %s into %s", self.queue, self.store.label)
             pending: Pending = []
             pending_events = 0
             first_at = 0.0  # when the oldest pending delivery arrived
             for method, props, body in channel.consume(
-                topology.METRICS_QUEUE, inactivity_timeout=self._batch_wait_s
+                self.queue, inactivity_timeout=self._batch_wait_s
             ):
                 if method is not None:
                     if not pending:
                         first_at = time.monotonic()
-                    decoded = _decode(method.delivery_tag, props.type, body)
+                    decoded = _decode(self.store.label, method.delivery_tag, props.type, body)
                     pending.append((method.delivery_tag, decoded))
                     pending_events += len(decoded)
                     # A batch waits at most batch_wait_s from its first delivery, however
@@ -141,13 +153,14 @@ class Consumer:
         delays = lifecycle.backoff()
         while envelopes:
             try:
-                self._store(envelopes)
+                self._write(envelopes)
                 break
-            except (PyMongoError, RedisError) as error:
+            except self.store.outage_errors as error:
                 delay = next(delays)
                 log.warning(
-                    "storing %d events failed (%s: %s); retrying in %.1fs",
+                    "storing %d events in %s failed (%s: %s); retrying in %.1fs",
                     len(envelopes),
+                    self.store.label,
                     type(error).__name__,
                     str(error)[:200],
                     delay,
@@ -157,45 +170,57 @@ class Consumer:
                 connection.sleep(delay)  # keeps the broker connection (heartbeats) alive
         if envelopes:  # acks every delivery up to the batch's last good one
             channel.basic_ack(good_tags[-1], multiple=True)
-        PROCESSING.observe(time.monotonic() - started)
+        PROCESSING.labels(self.store.label).observe(time.monotonic() - started)
         return True
 
-    def _store(self, envelopes: list[event_pb2.EventEnvelope]) -> None:
+    def _write(self, envelopes: list[event_pb2.EventEnvelope]) -> None:
+        store = self.store
         with correlation(envelopes[0].correlation_id):
             try:
-                self._sink.store_documents(envelopes)
-            except PyMongoError:
-                STORE_ERRORS.labels("mongodb").inc()
+                store.write(envelopes)
+            except store.outage_errors:
+                STORE_ERRORS.labels(store.label).inc()
                 raise
-            try:
-                new = self._sink.apply_aggregates(envelopes)
-            except RedisError:
-                STORE_ERRORS.labels("redis").inc()
-                raise
-            log.debug("stored %d events, %d new", len(envelopes), new)
+            log.debug("stored %d events in %s", len(envelopes), store.label)
 
 
-def _decode(tag: int, message_type: str | None, body: bytes) -> list[event_pb2.EventEnvelope]:
+def connection_name(store: Store) -> str:
+    """The AMQP connection name of a store's consumer, as the broker lists it."""
+    return f"metrics-engine {store.label}"
+
+
+def _decode(
+    store: str, tag: int, message_type: str | None, body: bytes
+) -> list[event_pb2.EventEnvelope]:
     """The storable events of one delivery; none if it holds no event at all (it is dropped
     then). An undecodable event inside a batch is dropped alone: the rest of the batch counts."""
     try:
         envelopes = events.from_message(message_type, body)
     except events.EventDecodeError as error:
-        REJECTED.inc()
-        log.error("dropping undecodable delivery %d: %s", tag, error)
+        REJECTED.labels(store).inc()
+        log.error("%s: dropping undecodable delivery %d: %s", store, tag, error)
         return []
     good = []
     for envelope in envelopes:
         try:
             facts_of(envelope)
         except UnknownEventError as error:
-            REJECTED_EVENTS.inc()
+            REJECTED_EVENTS.labels(store).inc()
             log.error(
-                "dropping undecodable event %r of delivery %d: %s", envelope.event_id, tag, error
+                "%s: dropping undecodable event %r of delivery %d: %s",
+                store,
+                envelope.event_id,
+                tag,
+                error,
             )
             continue
         good.append(envelope)
     if not good:
-        REJECTED.inc()
-        log.error("dropping delivery %d: none of its %d events is decodable", tag, len(envelopes))
+        REJECTED.labels(store).inc()
+        log.error(
+            "%s: dropping delivery %d: none of its %d events is decodable",
+            store,
+            tag,
+            len(envelopes),
+        )
     return good

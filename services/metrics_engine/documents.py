@@ -3,7 +3,10 @@
 Field names follow the contract's JSON mapping (eventId, occurredAt, jobId, ...); occurredAt is
 a real datetime so time-range queries work; the typed payload sits under `payload` in its JSON
 form, its case given by eventType. `sortKey` ("<occurred ms, 15 digits>-<eventId>") orders events
-by time then id in one unique, indexed field: the keyset cursor of ListEvents.
+by time then id in one unique, indexed field: the keyset cursor of ListEvents. `_id` is the
+eventId: the always-present unique `_id` index deduplicates redelivered events, so no second
+unique index has to be kept up to date on every insert. Empty optional strings (correlationId,
+idempotencyKey) are left out: every insert pays for each field, and readers default them.
 """
 
 from __future__ import annotations
@@ -32,13 +35,12 @@ _PAYLOAD_FIELD = {
 def to_document(envelope: event_pb2.EventEnvelope) -> dict[str, Any]:
     case = envelope.WhichOneof("payload")
     payload = json_format.MessageToDict(getattr(envelope, case)) if case else {}
-    return {
+    document = {
+        "_id": envelope.event_id,
         "eventId": envelope.event_id,
         "eventType": event_pb2.EventType.Name(envelope.event_type),
         "occurredAt": envelope.occurred_at.ToDatetime(tzinfo=UTC),
         "jobId": envelope.job_id,
-        "correlationId": envelope.correlation_id,
-        "idempotencyKey": envelope.idempotency_key,
         "producer": {
             "service": envelope.producer.service,
             "instanceId": envelope.producer.instance_id,
@@ -48,6 +50,11 @@ def to_document(envelope: event_pb2.EventEnvelope) -> dict[str, Any]:
         "payload": payload,
         "sortKey": sort_key(envelope.occurred_at.ToMilliseconds(), envelope.event_id),
     }
+    if envelope.correlation_id:
+        document["correlationId"] = envelope.correlation_id
+    if envelope.idempotency_key:
+        document["idempotencyKey"] = envelope.idempotency_key
+    return document
 
 
 def sort_key(occurred_ms: int, event_id: str) -> str:

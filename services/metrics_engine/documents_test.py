@@ -15,7 +15,7 @@ def test_documents_use_contract_names_and_round_trip() -> None:
     story.started(2, 3).completed(2, 9)
     for envelope in story.events:
         document = to_document(envelope)
-        assert document["eventId"] == envelope.event_id
+        assert document["eventId"] == document["_id"] == envelope.event_id  # _id deduplicates
         assert document["jobId"] == story.job_id
         assert isinstance(document["occurredAt"], datetime)
         assert document["occurredAt"] == envelope.occurred_at.ToDatetime(tzinfo=UTC)

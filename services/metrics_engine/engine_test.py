@@ -1,5 +1,6 @@
 """The metrics engine against real RabbitMQ, MongoDB(-wire) and Redis: every event stored once,
-aggregates exact under duplicates and redelivery, nothing lost while Redis is down."""
+aggregates exact under duplicates and redelivery, and each store consuming its own queue: one
+store down holds back only its own queue, the other keeps up, and nothing is lost."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from services.common import amqp, http_json, rabbitmq_management, redis_store, t
 from services.common import mongo as mongo_client
 from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
 from services.metrics_engine.config import MetricsEngineConfig
+from services.metrics_engine.consumer import connection_name
 from services.metrics_engine.documents import COLLECTION, DATABASE
 from services.metrics_engine.sample_events import JobStory, publish
 from services.metrics_engine.service import MetricsEngine, start
@@ -86,6 +88,19 @@ def mongo_events(mongo: MongoServer) -> list[dict[str, Any]]:
         return list(client[DATABASE][COLLECTION].find({}, {"_id": 0}))
 
 
+def queue_state(rabbitmq: RabbitMQServer, queue: str) -> rabbitmq_management.QueueStats:
+    auth = (rabbitmq.info.username, rabbitmq.info.password)
+    return rabbitmq_management.queue(rabbitmq.info.management_url, queue, auth=auth)
+
+
+def wait_drained(rabbitmq: RabbitMQServer, queue: str) -> None:
+    wait_for(
+        lambda: queue_state(rabbitmq, queue).messages,
+        what=f"{queue} to drain",
+        until=lambda depth: depth == 0,
+    )
+
+
 def counts(stats_by_status: object) -> dict[str, int]:
     return {
         job_pb2.JobStatus.Name(c.status): c.count
@@ -111,17 +126,12 @@ def test_each_event_stored_once_and_aggregates_exact(
         until=lambda docs: len(docs) >= len(all_events),
     )
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
+    # The aggregates consume their own queue: they may be ahead of MongoDB or behind it.
     wait_for(
-        lambda: (
-            rabbitmq_management.queue(
-                rabbitmq.info.management_url,
-                topology.METRICS_QUEUE,
-                auth=(rabbitmq.info.username, rabbitmq.info.password),
-            ).messages
-        ),
-        what="the metrics queue to drain",
-        until=lambda depth: depth == 0,
+        lambda: aggregates.stats().total_jobs, what="every job counted", until=lambda n: n == 5
     )
+    for queue in topology.METRICS_ENGINE_QUEUES:
+        wait_drained(rabbitmq, queue)
     assert sorted(d["eventId"] for d in stored) == sorted(e.event_id for e in all_events)
     first = next(d for d in stored if d["eventId"] == all_events[0].event_id)
     assert set(first) == {
@@ -176,55 +186,78 @@ def _copy_with_new_id(envelope: event_pb2.EventEnvelope) -> event_pb2.EventEnvel
 
 
 @pytest.mark.parametrize("down", ["redis", "mongodb"])
-def test_a_store_down_keeps_events_unacked_until_it_is_back(
+def test_a_store_down_holds_back_only_its_own_queue(
     down: str,
     clean: None,
     rabbitmq: RabbitMQServer,
     mongo: MongoServer,
     redis_server: RedisServer,
 ) -> None:
-    management = rabbitmq.info.management_url
-    auth = (rabbitmq.info.username, rabbitmq.info.password)
     now = datetime.now(UTC)
     stories = [JobStory(now).created().started(1, 10).completed(1, 20) for _ in range(2)]
     story_events = [e for story in stories for e in story.events]
+    event_ids = sorted(e.event_id for e in story_events)
     nowhere = f"127.0.0.1:{free_port()}"
     broken_config = config(rabbitmq, mongo, redis_server.info.url)
     if down == "redis":
         broken_config = dataclasses.replace(broken_config, redis_url=f"redis://{nowhere}/0")
+        held, flowing = topology.AGGREGATES_QUEUE, topology.EVENT_STORE_QUEUE
     else:
         broken_config = dataclasses.replace(broken_config, mongo_url=f"mongodb://{nowhere}/")
+        held, flowing = topology.EVENT_STORE_QUEUE, topology.AGGREGATES_QUEUE
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     broken = start(broken_config)
     try:
         publish(rabbitmq.info.amqp_url, story_events)
-        # Delivered but not stored in both places: nothing may be acked. 6 events travel as 3
-        # batches, one per event type.
+        # The store that is up gets every event, and its queue drains...
+        if down == "redis":
+            stored = wait_for(
+                lambda: mongo_events(mongo), what="MongoDB", until=lambda d: len(d) == 6
+            )
+            assert sorted(d["eventId"] for d in stored) == event_ids
+        else:
+            wait_for(
+                lambda: counts(aggregates.stats().by_status),
+                what="the aggregates with MongoDB down",
+                until=lambda c: c == {"JOB_STATUS_COMPLETED": 2},
+            )
+        wait_drained(rabbitmq, flowing)
+        # ... while the other's events stay on its queue, delivered but unacked: 6 events
+        # travel as 3 batches, one per event type.
         wait_for(
-            lambda: rabbitmq_management.queue(management, topology.METRICS_QUEUE, auth=auth),
-            what="the broker to count 3 unacked batches",
+            lambda: queue_state(rabbitmq, held),
+            what=f"the broker to count 3 unacked batches on {held}",
             until=lambda queue: queue.messages == 3 and queue.consumers == 1,
         )
+        if down == "redis":
+            assert aggregates.totals()["submitted"] == 0
+        else:
+            assert mongo_events(mongo) == []
         status, body = http_get(f"http://127.0.0.1:{broken.http.port}/readyz")
         assert status == 503 and down in body["failures"]
-        assert aggregates.totals()["submitted"] == 0
     finally:
         broken.stop()
 
     healthy = start(config(rabbitmq, mongo, redis_server.info.url))
     try:
+        # Back: the held queue is redelivered and drains; every event is in each store once.
+        wait_drained(rabbitmq, held)
         wait_for(
             lambda: counts(aggregates.stats().by_status),
-            what="the redelivered batches in both stores",
+            what="the aggregates",
             until=lambda c: c == {"JOB_STATUS_COMPLETED": 2},
         )
-        assert aggregates.totals()["submitted"] == 2
-        stored = wait_for(lambda: mongo_events(mongo), what="MongoDB", until=lambda d: len(d) == 6)
-        assert sorted(d["eventId"] for d in stored) == sorted(e.event_id for e in story_events)
+        assert {k: n for k, n in aggregates.totals().items() if n} == {
+            "submitted": 2, "started": 2, "completed": 2,
+        }  # fmt: skip
+        stored = wait_for(lambda: mongo_events(mongo), what="MongoDB", until=lambda d: len(d) >= 6)
+        assert sorted(d["eventId"] for d in stored) == event_ids
+        assert queue_state(rabbitmq, flowing).messages == 0
         status, metrics = http_get(f"http://127.0.0.1:{healthy.http.port}/metrics", raw=True)
         assert (
             'metrics_engine_events_consumed_total{event_type="EVENT_TYPE_JOB_CREATED"}' in metrics
         )
+        assert f'metrics_engine_processing_seconds_count{{store="{down}"}}' in metrics
     finally:
         healthy.stop()
 
@@ -238,33 +271,44 @@ def http_get(url: str, *, raw: bool = False) -> tuple[int, Any]:
     return status, body if raw else json.loads(body)
 
 
-def test_a_lost_broker_connection_is_reopened(
-    engine: MetricsEngine, rabbitmq: RabbitMQServer, redis_server: RedisServer
+def test_lost_broker_connections_are_reopened(
+    engine: MetricsEngine, rabbitmq: RabbitMQServer, mongo: MongoServer, redis_server: RedisServer
 ) -> None:
     info = rabbitmq.info
     auth = (info.username, info.password)
+    names = {connection_name(consumer.store) for consumer in engine.consumers}
 
-    def engine_connections() -> list[str]:
+    def engine_connections() -> dict[str, str]:
+        """connection name -> the broker's id of it, for the engine's consumers."""
         listed = http_json.get_json(info.management_url + "/api/connections", auth=auth)
-        names = (c["client_properties"].get("connection_name") for c in listed)
-        return [
-            c["name"] for c, name in zip(listed, names, strict=True) if name == "metrics-engine"
-        ]
+        named = ((c["client_properties"].get("connection_name"), c["name"]) for c in listed)
+        return {name: broker_id for name, broker_id in named if name in names}
 
-    ours = wait_for(engine_connections, what="the engine's connection", until=lambda c: len(c) == 1)
-    http_json.request_json(
-        "DELETE", f"{info.management_url}/api/connections/{urllib.parse.quote(ours[0])}", auth=auth
+    ours = wait_for(
+        engine_connections, what="a connection per consumer", until=lambda c: c.keys() == names
     )
-    publish(rabbitmq.info.amqp_url, JobStory(datetime.now(UTC)).created().events)
+    for broker_id in ours.values():
+        http_json.request_json(
+            "DELETE", f"{info.management_url}/api/connections/{urllib.parse.quote(broker_id)}",
+            auth=auth,
+        )  # fmt: skip
+    event = JobStory(datetime.now(UTC)).created().events
+    publish(rabbitmq.info.amqp_url, event)
     aggregates = Aggregates(redis_store.connect(redis_server.info.url))
     wait_for(
         lambda: aggregates.totals()["submitted"],
-        what="the event after reconnecting",
+        what="the event in the aggregates after reconnecting",
         until=lambda n: n == 1,
     )
-    assert (
-        wait_for(engine_connections, what="one new connection", until=lambda c: len(c) == 1) != ours
+    wait_for(
+        lambda: [d["eventId"] for d in mongo_events(mongo)],
+        what="the event in MongoDB after reconnecting",
+        until=lambda ids: ids == [event[0].event_id],
     )
+    renewed = wait_for(
+        engine_connections, what="new connections", until=lambda c: c.keys() == names
+    )
+    assert not set(renewed.values()) & set(ours.values())
 
 
 def test_undecodable_deliveries_and_events_are_dropped_without_blocking_the_queue(
@@ -296,19 +340,16 @@ def test_undecodable_deliveries_and_events_are_dropped_without_blocking_the_queu
     wait_for(
         lambda: aggregates.totals()["submitted"], what="the good events", until=lambda n: n == 2
     )
-    stored = {d["eventId"] for d in mongo_events(mongo)}
+    stored = wait_for(
+        lambda: {d["eventId"] for d in mongo_events(mongo)},
+        what="the good events in MongoDB",
+        until=lambda ids: len(ids) >= 2,
+    )
     assert stored == {good.events[0].event_id, also_good.events[0].event_id}
     status, metrics = http_get(f"http://127.0.0.1:{engine.http.port}/metrics", raw=True)
     assert status == 200
-    assert "metrics_engine_rejected_total 3.0" in metrics
-    assert "metrics_engine_rejected_events_total 1.0" in metrics
-    auth = (rabbitmq.info.username, rabbitmq.info.password)
-    wait_for(
-        lambda: (
-            rabbitmq_management.queue(
-                rabbitmq.info.management_url, topology.METRICS_QUEUE, auth=auth
-            ).messages
-        ),
-        what="the metrics queue to drain",
-        until=lambda depth: depth == 0,
-    )
+    for store in ("mongodb", "redis"):  # each store's consumer drops its own copy
+        assert f'metrics_engine_rejected_total{{store="{store}"}} 3.0' in metrics
+        assert f'metrics_engine_rejected_events_total{{store="{store}"}} 1.0' in metrics
+    for queue in topology.METRICS_ENGINE_QUEUES:
+        wait_drained(rabbitmq, queue)

@@ -1,4 +1,5 @@
-"""Queue depth and consumers of the work and dead-letter queues, as the project's own metrics.
+"""Queue depth and consumers of the work, dead-letter and metrics engine queues, as the project's
+own metrics (a growing metrics-engine queue: that store is down or behind).
 
 Read with a passive `queue.declare` every few seconds: plain AMQP, so the backlog and
 worker-absent alerts work with any broker setup, management or prometheus plugin or not.
@@ -17,7 +18,7 @@ from services.common.lifecycle import backoff
 
 log = logging.getLogger(__name__)
 
-QUEUES = (topology.WORK_QUEUE, topology.DEAD_QUEUE)
+QUEUES = (topology.WORK_QUEUE, topology.DEAD_QUEUE, *topology.METRICS_ENGINE_QUEUES)
 MESSAGES_READY = Gauge(
     "observatory_queue_messages_ready", "Messages waiting to be delivered", ["queue"]
 )

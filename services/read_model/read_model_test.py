@@ -270,10 +270,11 @@ def test_list_events_pages_through_everything(stack: Stack) -> None:
 
 def test_queues_come_from_the_broker(stack: Stack) -> None:
     queues = {q.name: q for q in stack.stub.ListQueues(rm.ListQueuesRequest(), timeout=10).queues}
-    assert {topology.WORK_QUEUE, topology.DEAD_QUEUE, topology.METRICS_QUEUE} <= set(queues)
+    system = {topology.WORK_QUEUE, topology.DEAD_QUEUE, *topology.METRICS_ENGINE_QUEUES}
+    assert system <= set(queues)
     assert queues[topology.DEAD_QUEUE].dead_letter
     assert not queues[topology.WORK_QUEUE].dead_letter
-    assert queues[topology.METRICS_QUEUE].HasField("observed_at")
+    assert queues[topology.AGGREGATES_QUEUE].HasField("observed_at")
 
 
 def http_json(url: str, body: object = None) -> tuple[int, Any]:

@@ -2,7 +2,9 @@
 four stores (PostgreSQL, MongoDB, Redis, the read model) telling the same story.
 
 PostgreSQL is the system of record; the others follow it through events, so the check waits
-(bounded) for them to converge and then requires exact agreement. A failure names the store,
+(bounded) for them to converge, and for both metrics-engine queues (event store, aggregates:
+consumed independently, so one store may lag the other) to be drained, and then requires exact
+agreement. A failure names the store,
 the discrepancy and (some of) the job ids.
 """
 
@@ -18,6 +20,8 @@ from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
 
 from services.aggregates.store import PREFIX, status_key
 from services.common import http_json, mongo, postgres, redis_store
+from services.common.topology import METRICS_ENGINE_QUEUES
+from tests.faults.observe import queue_backlog
 from tests.faults.stack import Stack
 
 TERMINAL = frozenset({"completed", "failed", "cancelled", "dead_lettered"})
@@ -58,6 +62,8 @@ class Snapshot:
     stats_status: dict[str, int]
     stats_total: int
     outbox_entries: int = 0  # committed changes whose messages the broker has not confirmed
+    # metrics-engine queue -> messages ready or unacked: events a store has yet to take
+    engine_backlog: dict[str, int] = field(default_factory=dict)
 
     def postgres_status_counts(self) -> dict[str, int]:
         return dict(Counter(row.status for row in self.jobs.values()))
@@ -133,6 +139,7 @@ def snapshot(stack: Stack) -> Snapshot:
     with grpc.insecure_channel(stack.read_model.info.grpc_target) as channel:
         stub = read_model_pb2_grpc.ReadModelServiceStub(channel)
         stats = stub.GetStats(read_model_pb2.GetStatsRequest(), timeout=30).stats
+    backlog = {queue: queue_backlog(stack.rabbitmq.info, queue) for queue in METRICS_ENGINE_QUEUES}
     return Snapshot(
         jobs=jobs,
         created_events=created,
@@ -145,6 +152,7 @@ def snapshot(stack: Stack) -> Snapshot:
         stats_status=_nonzero({status_key(c.status): c.count for c in stats.by_status}),
         stats_total=stats.total_jobs,
         outbox_entries=int(outbox[0]) if outbox else 0,
+        engine_backlog=backlog,
     )
 
 
@@ -164,6 +172,9 @@ def compare(
     _check_postgres(report, found.jobs, accepted, keys, expect_status)
     if found.outbox_entries:
         report.add("postgres", f"{found.outbox_entries} outbox entries never delivered")
+    waiting = {queue: n for queue, n in found.engine_backlog.items() if n}
+    if waiting:
+        report.add("rabbitmq", f"metrics-engine queues not drained: {waiting}")
     _check_mongodb(report, found)
     _check_counters(report, found)
     return report

@@ -89,3 +89,11 @@ def test_undelivered_outbox_entries_are_reported() -> None:
     found = agreeing()
     found.outbox_entries = 2
     assert "[postgres] 2 outbox entries never delivered" in problems(found)
+
+
+def test_an_undrained_metrics_engine_queue_is_reported() -> None:
+    found = agreeing()
+    found.engine_backlog = {"metrics-engine.events": 3, "metrics-engine.aggregates": 0}
+    assert "[rabbitmq] metrics-engine queues not drained: {'metrics-engine.events': 3}" in (
+        problems(found)
+    )
