@@ -37,3 +37,12 @@ def queue(
         messages=int(data.get("messages", 0)),
         consumers=int(data.get("consumers", 0)),
     )
+
+
+def bound_queues(
+    base_url: str, exchange: str, *, auth: tuple[str, str], vhost: str = "/", timeout: float = 10.0
+) -> set[str]:
+    """GET /api/exchanges/<vhost>/<exchange>/bindings/source: the queues it routes to."""
+    path = "/".join(urllib.parse.quote(part, safe="") for part in (vhost, exchange))
+    data = get_json(f"{base_url}/api/exchanges/{path}/bindings/source", auth=auth, timeout=timeout)
+    return {b["destination"] for b in data if b["destination_type"] == "queue"}

@@ -2,7 +2,11 @@
 
 The read model reads the events exchange through its own exclusive, auto-delete queue (a live
 feed: what happens while it is disconnected is not replayed; watchers re-query on reconnect).
-Each watcher has a bounded queue; one that falls too far behind is told so and disconnected.
+The queue is bound only while someone watches jobs: with no watcher the broker routes nothing to
+it and the read model decodes nothing (every job's events would otherwise cost both, for no one).
+The first job watcher's subscribe waits until the binding is made, so it misses nothing published
+after its Watch began. Each watcher has a bounded queue; one that falls too far behind is told so
+and disconnected.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pika
 import pika.exceptions
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2 as rm
+from pika.adapters.blocking_connection import BlockingChannel
 
 from services.aggregates.facts import UnknownEventError, facts_of
 from services.common import amqp, events, lifecycle, topology
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MIN_STATS_INTERVAL_S = 0.25
 MAX_PENDING = 1000  # updates buffered per watcher before it counts as too slow
+BIND_WAIT_S = 2.0  # how long a first job watcher waits for the feed's binding
 
 
 @dataclass(frozen=True)
@@ -81,19 +88,56 @@ class Subscription:
             self.overflowed = True
 
 
+@dataclass
+class _Feed:
+    """The hub's connection to the events exchange; used on the consumer thread only."""
+
+    connection: pika.BlockingConnection
+    channel: BlockingChannel
+    queue: str
+    bound: bool = False
+
+
 class WatchHub:
     def __init__(self, amqp_url: str, job_lookup: Callable[[str], job_pb2.Job | None]) -> None:
         self._url = amqp_url
         self._lookup = job_lookup
         self._lock = threading.Lock()
         self._subscriptions: set[Subscription] = set()
+        self._feed: _Feed | None = None
         self.connected = threading.Event()
 
     def subscribe(self, options: WatchOptions) -> Subscription:
         subscription = Subscription(options)
         with self._lock:
             self._subscriptions.add(subscription)
+            feed = self._feed
+        if options.jobs and feed is not None and not feed.bound:
+            self._bind_before_returning(feed)
         return subscription
+
+    def _bind_before_returning(self, feed: _Feed) -> None:
+        bound = threading.Event()
+
+        def bind() -> None:
+            self._route_if_watched(feed)
+            bound.set()
+
+        try:  # channel calls belong to the consumer thread: ask it to bind now
+            feed.connection.add_callback_threadsafe(bind)
+        except (pika.exceptions.AMQPError, OSError):
+            return  # the feed is reconnecting; it binds on connect
+        bound.wait(BIND_WAIT_S)
+
+    def _route_if_watched(self, feed: _Feed) -> None:
+        """Binds the feed's queue while someone watches jobs, unbinds it when nobody does."""
+        with self._lock:
+            wanted = any(s.options.jobs for s in self._subscriptions)
+        if wanted and not feed.bound:
+            feed.channel.queue_bind(feed.queue, topology.EVENTS_EXCHANGE, "job.#")
+        elif feed.bound and not wanted:
+            feed.channel.queue_unbind(feed.queue, topology.EVENTS_EXCHANGE, "job.#")
+        feed.bound = wanted
 
     def unsubscribe(self, subscription: Subscription) -> None:
         with self._lock:
@@ -165,15 +209,22 @@ class WatchHub:
             channel = connection.channel()
             topology.declare(channel)
             declared = channel.queue_declare("", exclusive=True, auto_delete=True)
-            name = declared.method.queue
-            channel.queue_bind(name, topology.EVENTS_EXCHANGE, "job.#")
+            feed = _Feed(connection, channel, declared.method.queue)
+            self._route_if_watched(feed)
+            with self._lock:
+                self._feed = feed
             self.connected.set()
-            for method, props, body in channel.consume(name, auto_ack=True, inactivity_timeout=0.2):
+            for method, props, body in channel.consume(
+                feed.queue, auto_ack=True, inactivity_timeout=0.2
+            ):
                 if stop.is_set():
                     return
                 if method is not None:
                     self._deliver(props.type, body)
+                self._route_if_watched(feed)  # the last job watcher may have gone
         finally:
+            with self._lock:
+                self._feed = None
             self.connected.clear()
             if connection.is_open:
                 connection.close()
