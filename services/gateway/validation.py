@@ -139,6 +139,8 @@ def check_spec(spec: job_pb2.JobSpec, limits: Limits, prefix: str = "") -> list[
         problems.append(
             (f"{prefix}idempotency_key", f"must be at most {MAX_IDEMPOTENCY_KEY_CHARS} characters")
         )
+    if "\x00" in spec.idempotency_key:
+        problems.append((f"{prefix}idempotency_key", NUL_PROBLEM))
     # Measured as its protobuf encoding: the same figure for both transports.
     if spec.payload.ByteSize() > limits.max_payload_bytes:
         problems.append((f"{prefix}payload", f"must be at most {limits.max_payload_bytes} bytes"))
@@ -150,8 +152,34 @@ def check_spec(spec: job_pb2.JobSpec, limits: Limits, prefix: str = "") -> list[
         payload: dict[str, Any] = json_format.MessageToDict(spec.payload)
     except ValueError:  # NaN or Infinity, which JSON (and the job store) cannot hold
         return [*problems, (f"{prefix}payload", "numbers must be finite")]
+    nul_at = _nul_path(payload, f"{prefix}payload")
+    if nul_at is not None:
+        return [*problems, (nul_at, NUL_PROBLEM)]
     problems += [(prefix + f, p) for f, p in registry.validate(spec.type, payload)]
     return problems
+
+
+# PostgreSQL text and jsonb cannot hold U+0000: refused here, named, rather than failing the insert.
+NUL_PROBLEM = "must not contain the NUL character (\\u0000)"
+
+
+def _nul_path(value: object, path: str) -> str | None:
+    """The path of the first string (value or key) in a JSON value that holds a NUL."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return path
+            found = _nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def check_json_spec(data: object, limits: Limits, prefix: str = "") -> job_pb2.JobSpec:

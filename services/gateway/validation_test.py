@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -133,6 +134,24 @@ def test_proto_payload_numbers_must_be_finite() -> None:
     spec = job_pb2.JobSpec(type="fail")
     spec.payload.update({"probability": float("nan")})
     assert validation.check_spec(spec, LIMITS) == [("payload", "numbers must be finite")]
+
+
+@pytest.mark.parametrize(
+    ("payload", "key", "field"),
+    [
+        ({"note": "a\x00b"}, "", "payload.note"),
+        ({"a": {"b\x00": 1}}, "", "payload.a"),
+        ({"items": ["ok", "x\x00"]}, "", "payload.items[1]"),
+        ({}, "key\x00", "idempotency_key"),
+    ],
+)
+def test_nul_characters_are_refused_naming_where(
+    payload: dict[str, Any], key: str, field: str
+) -> None:
+    # PostgreSQL cannot store U+0000 in text or jsonb: refused up front, not a failed insert.
+    spec = job_pb2.JobSpec(type="noop", idempotency_key=key)
+    spec.payload.update(payload)
+    assert validation.check_spec(spec, LIMITS) == [(field, validation.NUL_PROBLEM)]
 
 
 def test_proto_zero_values_mean_the_defaults() -> None:
