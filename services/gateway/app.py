@@ -11,7 +11,7 @@ from services.common import grpc_server, postgres
 from services.common.config import redact
 from services.common.http_app import HttpServer
 from services.common.pg_pool import ConnectionPool
-from services.gateway import grpc_api, http_api
+from services.gateway import grpc_api, http_api, metrics
 from services.gateway.config import GatewayConfig
 from services.gateway.dead_letters import DeadLetters
 from services.gateway.outbox import Outbox
@@ -30,6 +30,7 @@ class RunningGateway:
     http_port: int
     _grpc: grpc_server.GrpcServer
     _http: HttpServer
+    _service: JobService
     _publisher: Publisher
     _outbox: Outbox
     _pool: ConnectionPool
@@ -38,6 +39,10 @@ class RunningGateway:
         """Stops accepting, lets in-flight calls finish (up to the grace), closes backends."""
         self._grpc.stop(grace_seconds)
         self._http.stop()
+        # Submits still being written finish (their backend waits are bounded) before the
+        # backends close; any still queued answer UNAVAILABLE.
+        if not self._service.close(grace_seconds):
+            log.warning("submits still being written after %.1fs; closing anyway", grace_seconds)
         self._outbox.stop()
         self._publisher.close()
         self._pool.close()
@@ -75,7 +80,16 @@ def start(config: GatewayConfig) -> RunningGateway:
     # Past the grace a request has surely given up on its publish: a lock wait plus a confirm
     # wait, each bounded by the backend timeout.
     outbox = Outbox(pool, publisher, grace_seconds=2 * config.backend_timeout_seconds + 1).start()
-    service = JobService(pool, publisher, outbox, config.limits, producer)
+    service = JobService(
+        pool,
+        publisher,
+        outbox,
+        config.limits,
+        producer,
+        groups=config.groups,
+        on_group=metrics.GROUP_JOBS.observe,
+    )
+    metrics.SUBMITS_WAITING.set_function(service.queued_submits)
     dead_letters = DeadLetters(
         config.amqp_url, service.retry_dead_lettered, timeout=config.backend_timeout_seconds
     )
@@ -101,6 +115,7 @@ def start(config: GatewayConfig) -> RunningGateway:
         http = HttpServer(app, config.host, config.http_port).start()
     except BaseException:
         grpc.stop(0)
+        service.close(0)
         outbox.stop()
         publisher.close()
         pool.close()
@@ -108,4 +123,4 @@ def start(config: GatewayConfig) -> RunningGateway:
     log.info(
         "gateway listening: gRPC %s:%d, HTTP %s:%d", config.host, grpc.port, config.host, http.port
     )
-    return RunningGateway(grpc.port, http.port, grpc, http, publisher, outbox, pool)
+    return RunningGateway(grpc.port, http.port, grpc, http, service, publisher, outbox, pool)

@@ -21,6 +21,25 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class GroupLimits:
+    """How concurrent submits are grouped into one commit (group_commit.py): a trade of latency
+    for throughput (see the README)."""
+
+    # Groups in their transaction at once (a committed group publishes outside this limit, so
+    # its confirm wait overlaps the next group's commit). More: one slow commit stalls fewer
+    # submits, but groups are smaller (more transactions, more CPU per job).
+    max_writers: int = 1
+    # Jobs per group; a single request bigger than this is still written, alone.
+    max_jobs: int = 500
+
+    def __post_init__(self) -> None:
+        if self.max_writers < 1:
+            raise ValueError(f"max_writers must be at least 1, got {self.max_writers}")
+        if self.max_jobs < 1:
+            raise ValueError(f"max_jobs must be at least 1, got {self.max_jobs}")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     amqp_url: str
     postgres_dsn: str
@@ -32,6 +51,8 @@ class GatewayConfig:
     # turns into a quick 503, never a hang.
     backend_timeout_seconds: float = 3.0
     instance_id: str = f"{socket.gethostname()}/{os.getpid()}"
+    # Group commit of concurrent submits (group_commit.py): latency traded for throughput.
+    groups: GroupLimits = GroupLimits()
 
     @classmethod
     def from_env(cls, env: Env) -> GatewayConfig:
@@ -56,5 +77,9 @@ class GatewayConfig:
             ),
             backend_timeout_seconds=env.number(
                 "GATEWAY_BACKEND_TIMEOUT_SECONDS", 3.0, minimum=0.1, maximum=60
+            ),
+            groups=GroupLimits(
+                max_writers=env.integer("GATEWAY_GROUP_COMMIT_WRITERS", 1, minimum=1, maximum=16),
+                max_jobs=env.integer("GATEWAY_GROUP_COMMIT_MAX_JOBS", 500, minimum=1, maximum=5000),
             ),
         )

@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from services.gateway.service import (
     ConflictError,
@@ -33,6 +33,16 @@ REQUEST_SECONDS = Histogram(
     "Time to answer an API request, by transport, operation and outcome.",
     ["transport", "operation", "outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+GROUP_JOBS = Histogram(
+    "gateway_submit_group_jobs",
+    "Jobs per group commit: the submits written together in one transaction and one publish.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 500, 1000),
+)
+SUBMITS_WAITING = Gauge(
+    "gateway_submits_waiting",
+    "Submits queued for a group commit writer (all writers busy); high for long: more writers.",
 )
 
 _OUTCOMES: tuple[tuple[type[Exception], str], ...] = (

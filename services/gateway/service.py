@@ -5,6 +5,7 @@ messages (work, events, cancel broadcast); after the commit the messages are pub
 confirms (outbox.py). A job is accepted once its row and its messages are committed: the outbox
 delivers them even if the broker fails right after. A broker already known to be down refuses
 the change before anything is written (UnavailableError), so clients see the outage.
+Concurrent submits are coalesced into one such change (group commit, group_commit.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from services.common.wire import (
     JOB_MESSAGE_TYPE,
     VERSION_HEADER,
 )
-from services.gateway import validation
-from services.gateway.config import Limits
+from services.gateway import group_commit, validation
+from services.gateway.config import GroupLimits, Limits
+from services.gateway.group_commit import GroupCommitter, Written
 from services.gateway.outbox import Outbox
 from services.gateway.publisher import BrokerUnavailableError, Message
 from services.jobstore import store
@@ -123,6 +125,15 @@ def retry_budget(job: job_pb2.Job, limits: Limits) -> int:
     return max(job.max_attempts - job.attempts, limits.default_max_attempts)
 
 
+@dataclass(frozen=True)
+class Submission:
+    """One submit call, ready to write: its specs, the jobs made of them, its arrival time."""
+
+    specs: list[job_pb2.JobSpec]
+    jobs: list[job_pb2.Job]
+    now: datetime
+
+
 class JobService:
     def __init__(
         self,
@@ -131,31 +142,43 @@ class JobService:
         outbox: Outbox,
         limits: Limits,
         producer: event_pb2.Producer,
+        *,
+        groups: GroupLimits,
+        on_group: Callable[[int], None] = lambda jobs: None,
     ) -> None:
         self._pool = pool
         self._broker = broker
         self._outbox = outbox
         self._limits = limits
         self._producer = producer
+        # Concurrent submits share one change (on_group gets each group's job count).
+        self._groups: GroupCommitter[Submission, list[Submitted]] = GroupCommitter(
+            self._commit_group, groups, on_group=on_group
+        )
 
     def submit(self, specs: Sequence[job_pb2.JobSpec], correlation_id: str) -> list[Submitted]:
-        """Records and enqueues validated specs in one transaction and one confirmed publish."""
+        """Records and enqueues validated specs, all or none, in one transaction and one confirmed
+        publish, shared with the concurrent submits of the same group (group_commit.py)."""
         now = datetime.now(UTC)
-        results: list[Submitted] = []
+        # Built before joining a group: whatever is wrong with this request fails it alone.
+        submission = Submission(
+            specs=list(specs),
+            jobs=[self._new_job(spec, correlation_id, now) for spec in specs],
+            now=now,
+        )
+        try:
+            return self._groups.run(submission, len(submission.jobs))
+        except group_commit.ClosedError as error:
+            raise UnavailableError(str(error)) from error
 
-        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> None:
-            # One multi-row INSERT for the batch (row by row was the submit path's main cost).
-            new_jobs = [self._new_job(spec, correlation_id, now) for spec in specs]
-            for spec, (job, created) in zip(specs, store.insert_jobs(conn, new_jobs), strict=True):
-                results.append(
-                    Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
-                )
-                if created:
-                    outgoing.messages.append(work_message(job, attempt=1))
-                    outgoing.events.append(self._created_event(job, spec, now))
+    def queued_submits(self) -> int:
+        """Submits waiting for a writer: all `max_writers` groups are being written."""
+        return self._groups.queued()
 
-        self._change(work)
-        return results
+    def close(self, timeout: float) -> bool:
+        """Refuses new submits and waits up to `timeout` for those being written (False if some
+        still are); submits still queued answer UnavailableError."""
+        return self._groups.close(timeout)
 
     def get(self, job_id: str) -> job_pb2.Job:
         job_id = validation.parse_job_id(job_id)
@@ -253,9 +276,73 @@ class JobService:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _commit_group(self, group: Sequence[Submission]) -> Written[list[Submitted]]:
+        """Commits a group of submits as one change: one outcome per submit, in order, and the
+        publish of its messages left for after (group_commit.Written).
+
+        An outage (UnavailableError) or a broker known down fails every submit of the group, and
+        nothing of it is written.
+
+        PostgreSQL refusing the group's data (not an outage: psycopg.Error other than
+        OperationalError) rolled the whole transaction back, so each submit is written again
+        alone: a request the database refuses then fails by itself, as it would ungrouped.
+        """
+        try:
+            try:
+                return self._record_submissions(group)
+            except UnavailableError as error:
+                if not isinstance(error.__cause__, psycopg.errors.DeadlockDetected):
+                    raise
+                # Two groups took the same idempotency keys in opposite orders and PostgreSQL
+                # rolled this one back: written again, it finds the other's rows committed.
+                return self._record_submissions(group)
+        except psycopg.Error:
+            if len(group) == 1:
+                raise
+        outcomes: list[list[Submitted] | Exception] = []
+        for submission in group:
+            try:
+                alone = self._record_submissions([submission])
+                alone.then()
+                outcomes.extend(alone.outcomes)
+            except Exception as error:  # this submit's own failure, for its caller alone
+                outcomes.append(error)
+        return Written(outcomes)
+
+    def _record_submissions(self, group: Sequence[Submission]) -> Written[list[Submitted]]:
+        """The submits' jobs in one multi-row insert (idempotency keys answered as if the submits
+        ran one after another) and their messages in one outbox entry, committed; then (left to
+        the caller) one publish."""
+        results: list[Submitted] = []
+
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> None:
+            new_jobs = [job for submission in group for job in submission.jobs]
+            inserted = group_commit.split(
+                store.insert_jobs(conn, new_jobs), [len(s.jobs) for s in group]
+            )
+            for submission, rows in zip(group, inserted, strict=True):
+                for spec, (job, created) in zip(submission.specs, rows, strict=True):
+                    results.append(
+                        Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
+                    )
+                    if created:
+                        outgoing.messages.append(work_message(job, attempt=1))
+                        outgoing.events.append(self._created_event(job, spec, submission.now))
+
+        _, deliver = self._record(work)
+        return Written(group_commit.split(results, [len(s.jobs) for s in group]), deliver)
+
     def _change(self, work: Callable[[psycopg.Connection[Any], Outgoing], T]) -> T:
         """Runs `work` in one transaction with an outbox entry for the messages it adds, then
         sends them; a broker known to be down refuses the change before it is written."""
+        result, deliver = self._record(work)
+        deliver()
+        return result
+
+    def _record(
+        self, work: Callable[[psycopg.Connection[Any], Outgoing], T]
+    ) -> tuple[T, Callable[[], None]]:
+        """`_change` up to its commit; the rest (sending the messages) is returned."""
         try:
             self._broker.ensure_connected()
         except BrokerUnavailableError as error:
@@ -269,10 +356,13 @@ class JobService:
             return result, self._outbox.record(conn, messages) if messages else None
 
         result, entry = self._in_transaction(with_outbox)
-        if entry is not None:
-            # Committed: the change stands even if this publish fails (the relay sends it).
-            self._outbox.deliver(entry, messages)
-        return result
+
+        def deliver() -> None:
+            if entry is not None:
+                # Committed: the change stands even if this publish fails (the relay sends it).
+                self._outbox.deliver(entry, messages)
+
+        return result, deliver
 
     def _in_transaction(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Runs `work` in one transaction; backend failures become UnavailableError."""
