@@ -39,6 +39,7 @@ class Options:
     stored: int
     rate: float
     rate_seconds: float
+    rate_window_ms: float  # the batching client's window in the second offered-load run; 0: none
     repeats: tuple[int, ...] | None  # one per --jobs entry, or one for all
     query_calls: int
     json_path: Path | None
@@ -99,6 +100,13 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="duration of the offered-load run (default 20)",
     )
     parser.add_argument(
+        "--rate-window-ms",
+        type=float,
+        default=10.0,
+        help="the offered load again from a client that sends what arrived every this many ms "
+        "as one SubmitJobs (default 10; 0 skips that run)",
+    )
+    parser.add_argument(
         "--repeats",
         type=_positive_ints,
         default=None,
@@ -133,8 +141,8 @@ def parse_args(argv: Sequence[str]) -> Options:
     jobs_given = any(a == "--jobs" or a.startswith("--jobs=") for a in argv)
     if args.processors < 1:
         parser.error(f"--processors must be >= 1, got {args.processors}")
-    if args.rate < 0 or args.rate_seconds <= 0:
-        parser.error("--rate must be >= 0 and --rate-seconds > 0")
+    if args.rate < 0 or args.rate_seconds <= 0 or args.rate_window_ms < 0:
+        parser.error("--rate and --rate-window-ms must be >= 0 and --rate-seconds > 0")
     if args.repeats is not None and len(args.repeats) not in (1, len(args.jobs)):
         parser.error(f"--repeats takes one count or one per --jobs entry, got {args.repeats}")
     if args.query_calls < 1:
@@ -152,6 +160,7 @@ def parse_args(argv: Sequence[str]) -> Options:
             stored=0,
             rate=args.rate,
             rate_seconds=min(args.rate_seconds, 3.0),
+            rate_window_ms=args.rate_window_ms,
             repeats=(1,),
             query_calls=min(args.query_calls, 50),
             json_path=args.json_path,
@@ -166,6 +175,7 @@ def parse_args(argv: Sequence[str]) -> Options:
         stored=stored,
         rate=args.rate,
         rate_seconds=args.rate_seconds,
+        rate_window_ms=args.rate_window_ms,
         repeats=args.repeats,
         query_calls=args.query_calls,
         json_path=args.json_path,
@@ -306,14 +316,15 @@ def _scale(
     }
 
 
-def _rate_run(options: Options, stack: Stack, clients: ours.Clients) -> dict[str, Any]:
+def _rate_run(options: Options, clients: ours.Clients, window_ms: float = 0.0) -> dict[str, Any]:
     jobs = max(1, round(options.rate * options.rate_seconds))
-    log(f"offered load {options.rate:,.0f} jobs/s, {jobs:,} jobs")
-    result = ours.run(
-        clients, "rate", jobs, ours.submit_at_rate(options.rate), completion_timeout(jobs)
-    )
+    how = f"batched every {window_ms:g} ms" if window_ms else "single submits"
+    log(f"offered load {options.rate:,.0f} jobs/s, {jobs:,} jobs, {how}")
+    submit = ours.submit_at_rate(options.rate, window_ms / 1000)
+    result = ours.run(clients, "rate", jobs, submit, completion_timeout(jobs))
     return {
         "offered_per_s": options.rate,
+        "window_ms": window_ms,
         "jobs": jobs,
         "achieved_submit_rate": result.submit_rate,
         "latency": _quantiles(result.latency_s),
@@ -399,8 +410,11 @@ def run(options: Options) -> dict[str, Any]:
                     _scale(options, stack, clients, worker_pid, jobs) for jobs in options.jobs
                 ]
             if options.rate > 0:
-                results["rate"] = _recorded(
-                    "offered load", lambda: _rate_run(options, stack, clients)
+                results["rate"] = _recorded("offered load", lambda: _rate_run(options, clients))
+            if options.rate > 0 and options.rate_window_ms > 0:
+                results["rate_batched"] = _recorded(
+                    "offered load, batched",
+                    lambda: _rate_run(options, clients, options.rate_window_ms),
                 )
             results["queries"] = [_queries(options, stack, clients)]
             if options.stored > results["queries"][0]["stored"]:

@@ -14,6 +14,7 @@ def test_defaults_cover_the_three_scales_both_modes_and_the_baselines() -> None:
     assert options.modes == ("batch", "single")
     assert options.celery and options.raw
     assert options.stored == 1_000_000
+    assert (options.rate, options.rate_window_ms) == (500.0, 10.0)  # single, then batched
     assert cli.repeats_for(options, 10_000) == 3
     assert cli.repeats_for(options, 100_000) == 1
 
@@ -46,6 +47,7 @@ def test_skip_scale_and_skip_celery() -> None:
         (["--processors", "0"], "--processors"),
         (["--repeats", "0"], "positive"),
         (["--jobs", "10,20,30", "--repeats", "3,1"], "--repeats"),
+        (["--rate-window-ms", "-5"], "--rate-window-ms"),
     ],
 )
 def test_bad_options_fail_naming_the_option(

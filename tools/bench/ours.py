@@ -4,6 +4,8 @@ polling GetJobDetail for a sample of jobs; submit->terminal latency from the job
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 import random
 import threading
@@ -11,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from observatory.events.v1 import event_pb2
@@ -62,8 +65,12 @@ class Submitted:
     sample_every: int
     job_ids: list[str] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)  # wall clock when each job's RPC was sent
-    refused: int = 0  # open loop: submits answered with an error or past the RPC deadline
+    refused: int = 0  # open loop: jobs whose submit failed or went past the RPC deadline
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def refuse(self, jobs: int) -> None:
+        with self.lock:
+            self.refused += jobs
 
     def add(self, ids: Sequence[str], sent_at: float) -> None:
         with self.lock:
@@ -220,27 +227,51 @@ def submit_singles(clients: Clients, jobs: int, submitted: Submitted) -> None:
         list(pool.map(send, [s for s in shares if s]))
 
 
-def submit_at_rate(rate: float) -> Callable[[Clients, int, Submitted], None]:
-    """Open loop: job i is sent at start + i / rate whatever the responses, and its latency is
-    counted from that scheduled time, so a slow system cannot slow the offered load down."""
+def submit_at_rate(rate: float, window_s: float = 0.0) -> Callable[[Clients, int, Submitted], None]:
+    """Open loop: job i arrives at start + i / rate whatever the responses, and its latency is
+    counted from that arrival, so a slow system cannot slow the offered load down.
+
+    window_s = 0: each job is sent alone (SubmitJob) when it arrives. window_s > 0: a client
+    that batches, as a busy producer would: every window_s it sends the jobs that arrived since
+    its last send in one SubmitJobs call (not waiting for earlier calls); the time a job waits
+    for its window counts in its latency."""
 
     def submit(clients: Clients, jobs: int, submitted: Submitted) -> None:
-        request = gateway_pb2.SubmitJobRequest(spec=_spec())
         start = time.time()
-        futures = []
-        for i in range(jobs):
-            scheduled = start + i / rate
-            delay = scheduled - time.time()
+        arrivals = [start + i / rate for i in range(jobs)]
+        answered = threading.Semaphore(0)
+
+        # Recorded as each answer comes (not after the last send): the detail sampler starts
+        # polling a sampled job as soon as it is accepted.
+        def on_answer(arrived: list[float], future: Any) -> None:
+            try:
+                response = future.result()
+            except grpc.RpcError:  # overload: counted, not waited for
+                submitted.refuse(len(arrived))
+            else:
+                ids = [r.job_id for r in response.results] if window_s else [response.job_id]
+                for job_id, at in zip(ids, arrived, strict=True):
+                    submitted.add([job_id], at)
+            finally:
+                answered.release()
+
+        sent = calls = 0
+        while sent < jobs:
+            delay = arrivals[sent] + window_s - time.time()
             if delay > 0:
                 time.sleep(delay)
-            futures.append(
-                (scheduled, clients.gateway.SubmitJob.future(request, timeout=RPC_TIMEOUT))
-            )
-        for scheduled, future in futures:
-            try:
-                submitted.add([future.result().job_id], scheduled)
-            except grpc.RpcError:  # overload: counted, and not waited for below
-                submitted.refused += 1
+            count = bisect.bisect_right(arrivals, time.time(), lo=sent) - sent if window_s else 1
+            if window_s:
+                batch = gateway_pb2.SubmitJobsRequest(specs=[_spec() for _ in range(count)])
+                call: Any = clients.gateway.SubmitJobs.future(batch, timeout=RPC_TIMEOUT)
+            else:
+                single = gateway_pb2.SubmitJobRequest(spec=_spec())
+                call = clients.gateway.SubmitJob.future(single, timeout=RPC_TIMEOUT)
+            call.add_done_callback(functools.partial(on_answer, arrivals[sent : sent + count]))
+            sent += count
+            calls += 1
+        for _ in range(calls):
+            answered.acquire()
 
     return submit
 
