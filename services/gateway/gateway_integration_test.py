@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import grpc
-import pika
 import psycopg
 import pytest
 from observatory.events.v1 import event_pb2
@@ -30,7 +29,7 @@ from pika.adapters.blocking_connection import BlockingChannel
 from services.common import amqp, events, topology
 from services.gateway import publisher as gateway_publisher
 from services.gateway.app import RunningGateway, start
-from services.gateway.config import GatewayConfig, Limits
+from services.gateway.integration_support import Delivery, backend_proxies, drain, gateway_config
 from services.gateway.tcp_proxy import TcpProxy
 from tools.grpcurl.grpcurl import run as grpcurl
 from tools.testing.servers import PostgresServer, RabbitMQServer
@@ -49,33 +48,17 @@ CONTROL_QUEUE = "gateway-test.control"
 OUTAGE_BOUND_SECONDS = 5.0
 
 
-def proxied(url: str, proxy: TcpProxy, port: int) -> str:
-    return url.replace(f":{port}/", f":{proxy.port}/")
-
-
 @pytest.fixture(scope="module")
 def proxies(rabbitmq: RabbitMQServer, postgres: PostgresServer) -> Iterator[dict[str, TcpProxy]]:
-    both = {"amqp": TcpProxy(rabbitmq.info.port), "pg": TcpProxy(postgres.info.port)}
-    for proxy in both.values():
-        proxy.open()
-    yield both
-    for proxy in both.values():
-        proxy.close()
+    with backend_proxies(rabbitmq, postgres) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
 def gateway(
     rabbitmq: RabbitMQServer, postgres: PostgresServer, proxies: dict[str, TcpProxy]
 ) -> Iterator[RunningGateway]:
-    config = GatewayConfig(
-        amqp_url=proxied(rabbitmq.info.amqp_url, proxies["amqp"], rabbitmq.info.port),
-        postgres_dsn=proxied(postgres.info.dsn, proxies["pg"], postgres.info.port),
-        grpc_port=0,
-        http_port=0,
-        limits=Limits(max_payload_bytes=1024, max_body_bytes=64 * 1024),
-        backend_timeout_seconds=2.0,
-    )
-    running = start(config)
+    running = start(gateway_config(rabbitmq, postgres, proxies))
     yield running
     running.stop()
 
@@ -119,18 +102,6 @@ def stub(gateway: RunningGateway) -> Iterator[gateway_pb2_grpc.JobServiceStub]:
         yield gateway_pb2_grpc.JobServiceStub(channel)
 
 
-Message = tuple[pika.BasicProperties, bytes]
-
-
-def drain(channel: BlockingChannel, queue: str) -> list[Message]:
-    messages: list[Message] = []
-    while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return messages
-        messages.append((properties, body))
-
-
 def http(
     gateway: RunningGateway, method: str, path: str, body: object = None, **headers: str
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -158,11 +129,11 @@ def job_count(db: psycopg.Connection[Any]) -> int:
     return int(result[0])
 
 
-def envelopes(messages: list[Message]) -> list[event_pb2.EventEnvelope]:
+def envelopes(messages: list[Delivery]) -> list[event_pb2.EventEnvelope]:
     return [e for properties, body in messages for e in events.from_message(properties.type, body)]
 
 
-def assert_work_message(message: Message, job_id: str, attempt: int, priority: int) -> None:
+def assert_work_message(message: Delivery, job_id: str, attempt: int, priority: int) -> None:
     properties, body = message
     job = job_pb2.Job.FromString(body)
     assert job.id == job_id

@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
-import pika
 import psycopg
 import pytest
 from observatory.events.v1 import event_pb2
@@ -29,7 +28,8 @@ from services.common import amqp, events, topology
 from services.common import postgres as pg
 from services.common.pg_pool import ConnectionPool
 from services.gateway.app import RunningGateway, start
-from services.gateway.config import GatewayConfig, GroupLimits, Limits
+from services.gateway.config import GroupLimits, Limits
+from services.gateway.integration_support import backend_proxies, drain, gateway_config
 from services.gateway.outbox import Outbox
 from services.gateway.publisher import Publisher
 from services.gateway.service import JobService, Submitted, UnavailableError
@@ -45,36 +45,20 @@ rabbitmq = server_fixture("rabbitmq", RabbitMQServer, scope="module")
 postgres = server_fixture("postgres", PostgresServer, scope="module")
 
 EVENTS_QUEUE = "group-commit-test.events"
-Delivery = tuple[pika.BasicProperties, bytes]
 
 
 @pytest.fixture(scope="module")
 def proxies(rabbitmq: RabbitMQServer, postgres: PostgresServer) -> Iterator[dict[str, TcpProxy]]:
-    both = {"amqp": TcpProxy(rabbitmq.info.port), "pg": TcpProxy(postgres.info.port)}
-    for proxy in both.values():
-        proxy.open()
-    yield both
-    for proxy in both.values():
-        proxy.close()
+    with backend_proxies(rabbitmq, postgres) as both:
+        yield both
 
 
 @pytest.fixture(scope="module")
 def gateway(
     rabbitmq: RabbitMQServer, postgres: PostgresServer, proxies: dict[str, TcpProxy]
 ) -> Iterator[RunningGateway]:
-    def through(url: str, proxy: TcpProxy, port: int) -> str:
-        return url.replace(f":{port}/", f":{proxy.port}/")
-
-    config = GatewayConfig(
-        amqp_url=through(rabbitmq.info.amqp_url, proxies["amqp"], rabbitmq.info.port),
-        postgres_dsn=through(postgres.info.dsn, proxies["pg"], postgres.info.port),
-        grpc_port=0,
-        http_port=0,
-        limits=Limits(max_payload_bytes=1024, max_body_bytes=64 * 1024),
-        backend_timeout_seconds=2.0,
-        groups=GroupLimits(max_writers=2, max_jobs=500),
-    )
-    running = start(config)
+    groups = GroupLimits(max_writers=2, max_jobs=500)
+    running = start(gateway_config(rabbitmq, postgres, proxies, groups=groups))
     yield running
     running.stop()
 
@@ -113,15 +97,6 @@ def stub(gateway: RunningGateway) -> Iterator[gateway_pb2_grpc.JobServiceStub]:
 def callers() -> Iterator[ThreadPoolExecutor]:
     with ThreadPoolExecutor(32) as executor:
         yield executor
-
-
-def drain(channel: BlockingChannel, queue: str) -> list[Delivery]:
-    messages: list[Delivery] = []
-    while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=True)
-        if method is None:
-            return messages
-        messages.append((properties, body))
 
 
 def work_jobs(channel: BlockingChannel) -> list[job_pb2.Job]:

@@ -203,9 +203,16 @@ def test_a_requests_own_failure_reaches_only_its_caller(pool: ThreadPoolExecutor
     assert recorder.groups == [["a"], ["b", "bad", "c"]]
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [ConnectionError("database down"), KeyboardInterrupt()],
+    ids=["error", "interrupt"],
+)
 def test_a_failed_group_fails_every_caller_and_the_next_group_still_goes(
-    pool: ThreadPoolExecutor,
+    pool: ThreadPoolExecutor, failure: BaseException
 ) -> None:
+    """An error, or a writer cut off mid-write (an interrupt), fails its whole group rather than
+    leaving the callers waiting, and frees its writer slot for the next group."""
     calls: list[list[str]] = []
     release = threading.Event()
 
@@ -214,7 +221,7 @@ def test_a_failed_group_fails_every_caller_and_the_next_group_still_goes(
         if len(calls) == 1:
             assert release.wait(10)
         if len(calls) == 2:
-            raise ConnectionError("database down")
+            raise failure
         return Written([f"{r}:ok" for r in requests])
 
     committer: GroupCommitter[str, str] = GroupCommitter(commit, GroupLimits(max_writers=1))
@@ -225,38 +232,10 @@ def test_a_failed_group_fails_every_caller_and_the_next_group_still_goes(
     release.set()
     assert head.result(10) == "a:ok"
     for future in later:
-        with pytest.raises(ConnectionError, match="database down"):
+        with pytest.raises(type(failure)):
             future.result(10)
     assert committer.run("d", 1) == "d:ok"
     assert calls == [["a"], ["b", "c"], ["d"]]
-
-
-def test_an_interrupted_writer_still_releases_its_group(pool: ThreadPoolExecutor) -> None:
-    """A writer cut off mid-write (here: an interrupt) fails its group rather than leaving
-    the callers waiting, and frees its writer slot."""
-    release = threading.Event()
-    calls: list[list[str]] = []
-
-    def commit(requests: Sequence[str]) -> Written[str]:
-        calls.append(list(requests))
-        if len(calls) == 1:
-            assert release.wait(10)
-            return Written(["a:ok"])
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return Written([f"{r}:ok" for r in requests])
-
-    committer: GroupCommitter[str, str] = GroupCommitter(commit, GroupLimits(max_writers=1))
-    head = pool.submit(committer.run, "a", 1)
-    wait_for(lambda: calls, what="the first group written")
-    later = [pool.submit(committer.run, r, 1) for r in ("b", "c")]
-    wait_for(committer.queued, what="two queued", until=lambda n: n == 2)
-    release.set()
-    assert head.result(10) == "a:ok"
-    for future in later:
-        with pytest.raises(KeyboardInterrupt):
-            future.result(10)
-    assert committer.run("d", 1) == "d:ok"
 
 
 def test_close_fails_the_queued_finishes_the_written_and_refuses_new(
