@@ -313,24 +313,27 @@ class JobService:
         """The submits' jobs in one multi-row insert (idempotency keys answered as if the submits
         ran one after another) and their messages in one outbox entry, committed; then (left to
         the caller) one publish."""
-        results: list[Submitted] = []
 
-        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> None:
+        def work(conn: psycopg.Connection[Any], outgoing: Outgoing) -> list[list[Submitted]]:
             new_jobs = [job for submission in group for job in submission.jobs]
             inserted = group_commit.split(
                 store.insert_jobs(conn, new_jobs), [len(s.jobs) for s in group]
             )
+            results: list[list[Submitted]] = []
             for submission, rows in zip(group, inserted, strict=True):
+                mine = []
                 for spec, (job, created) in zip(submission.specs, rows, strict=True):
-                    results.append(
+                    mine.append(
                         Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
                     )
                     if created:
                         outgoing.messages.append(work_message(job, attempt=1))
                         outgoing.events.append(self._created_event(job, spec, submission.now))
+                results.append(mine)
+            return results
 
-        _, deliver = self._record(work)
-        return Written(group_commit.split(results, [len(s.jobs) for s in group]), deliver)
+        results, deliver = self._record(work)
+        return Written(results, deliver)
 
     def _change(self, work: Callable[[psycopg.Connection[Any], Outgoing], T]) -> T:
         """Runs `work` in one transaction with an outbox entry for the messages it adds, then

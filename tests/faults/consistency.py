@@ -21,6 +21,7 @@ from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
 from services.aggregates.store import PREFIX, status_key
 from services.common import http_json, mongo, postgres, redis_store
 from services.common.topology import METRICS_ENGINE_QUEUES
+from services.metrics_engine.documents import COLLECTION, DATABASE
 from tests.faults.observe import queue_backlog
 from tests.faults.stack import Stack
 
@@ -105,7 +106,7 @@ def snapshot(stack: Stack) -> Snapshot:
 
     client = mongo.connect(stack.mongo.info.url)
     try:
-        documents = client["observatory"]["job_events"].find(
+        documents = client[DATABASE][COLLECTION].find(
             {}, {"_id": 0, "eventId": 1, "jobId": 1, "eventType": 1, "producer": 1}
         )
         event_ids: Counter[str] = Counter()

@@ -16,6 +16,7 @@ from typing import Any
 from services.aggregates.store import PREFIX
 from services.common import mongo, redis_store
 from services.common.topology import AGGREGATES_QUEUE, EVENT_STORE_QUEUE
+from services.metrics_engine.documents import COLLECTION, DATABASE
 from tests.faults.consistency import check_consistency
 from tests.faults.observe import ReadinessWatch, queue_backlog
 from tests.faults.outages import frozen, restarted
@@ -177,7 +178,7 @@ def _other_store_count(stack: Stack, down: str) -> int:
         finally:
             redis.close()
     with mongo.connect(stack.mongo.info.url) as client:
-        return int(client["observatory"]["job_events"].estimated_document_count())
+        return int(client[DATABASE][COLLECTION].estimated_document_count())
 
 
 def _assert_only_its_queue_held(down: str, progress: Sequence[EngineProgress | None]) -> None:
