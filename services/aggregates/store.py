@@ -55,66 +55,103 @@ __all__ = ["LATENCY_KINDS", "LATENCY_WINDOW_MS", "PREFIX", "Aggregates", "status
 # latency-histogram TTL, second-bucket TTL, minute-bucket TTL, histogram growth, the epoch to
 # set if the store has none, then FIELDS values per event. The bucket index is
 # histogram.bucket_of's formula.
+# Only the dedupe markers are written per event. The call is atomic, so the rest is gathered
+# first and written once at the end (the same end state, far fewer commands): each touched job
+# hash is read once and written once (later events of a job see the earlier ones through
+# `jobs`), and each counter gets one HINCRBY/INCRBY of its summed delta (none if it nets to 0:
+# readers take a missing field as 0) and each expiring key one EXPIRE.
 _APPLY = """
 local p = ARGV[1]
 local ttl, lat_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local sec_ttl, min_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local log_growth = math.log(tonumber(ARGV[6]))
+local jobs, job_keys = {}, {}  -- job key -> {status, type, created_ms, ord_t, ord_s, dirty flags}
+local counters, counter_keys = {}, {}  -- key -> {ttl, n (INCRBY), fields, delta by field}
+local new_types, type_list = {}, {}
+local function add(key, field, n, key_ttl)
+  local c = counters[key]
+  if not c then
+    c = {ttl = key_ttl, n = 0, fields = {}, delta = {}}
+    counters[key] = c
+    counter_keys[#counter_keys + 1] = key
+  end
+  if field == nil then
+    c.n = c.n + n
+  elseif c.delta[field] == nil then
+    c.fields[#c.fields + 1] = field
+    c.delta[field] = n
+  else
+    c.delta[field] = c.delta[field] + n
+  end
+end
+local function job(jk)
+  local j = jobs[jk]
+  if not j then
+    local cur = redis.call('HMGET', jk, 'status', 'type', 'created_ms', 'ord_t', 'ord_s')
+    j = {status = cur[1], type = cur[2], created_ms = cur[3] and tonumber(cur[3]),
+         ord_t = cur[4] and tonumber(cur[4]), ord_s = cur[5] and tonumber(cur[5])}
+    jobs[jk] = j
+    job_keys[#job_keys + 1] = jk
+  end
+  return j
+end
+local minute_keys = {}  -- epoch minute -> its keys (built once per call, not per event)
+local function keys_of(minute)
+  local k = minute_keys[minute]
+  if not k then
+    k = {gen = p .. 'gen:' .. minute, tp = p .. 'tp:m:' .. minute,
+         queue_wait = p .. 'lat:queue_wait:m:' .. minute, run = p .. 'lat:run:m:' .. minute,
+         end_to_end = p .. 'lat:end_to_end:m:' .. minute}
+    minute_keys[minute] = k
+  end
+  return k
+end
+local function sample(key, value)
+  local ms = tonumber(value)
+  local bucket = 0
+  if ms > 0 then bucket = math.ceil(math.log(ms + 1) / log_growth) end
+  add(key, bucket, 1, lat_ttl)
+end
 local function apply(a)
   local eid, ikey = ARGV[a], ARGV[a + 1]
   if not redis.call('SET', p .. 'seen:' .. eid, '1', 'NX', 'EX', ttl) then return 0 end
   if ikey ~= '' and not redis.call('SET', p .. 'seen:key:' .. ikey, '1', 'NX', 'EX', ttl) then
     return 0
   end
-  local gk = p .. 'gen:' .. math.floor(tonumber(ARGV[a + 5]) / 60000)
-  redis.call('INCR', gk)
-  redis.call('EXPIRE', gk, min_ttl)
-  local jk = p .. 'job:' .. ARGV[a + 2]
-  local new_status, job_type = ARGV[a + 3], ARGV[a + 4]
   local occ, seq = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
-  local cur = redis.call('HMGET', jk, 'status', 'type', 'created_ms', 'ord_t', 'ord_s')
-  local cur_status, cur_type, created_ms = cur[1], cur[2], cur[3]
-  if job_type ~= '' and not cur_type then
+  local mk = keys_of(math.floor(occ / 60000))
+  add(mk.gen, nil, 1, min_ttl)
+  local j = job(p .. 'job:' .. ARGV[a + 2])
+  local new_status, job_type = ARGV[a + 3], ARGV[a + 4]
+  if job_type ~= '' and not j.type then
     -- the type arrives with job.created, possibly after later events of the job
-    redis.call('HSET', jk, 'type', job_type, 'created_ms', occ)
-    cur_type, created_ms = job_type, occ
-    redis.call('SADD', p .. 'types', job_type)
-    if cur_status then redis.call('HINCRBY', p .. 'type:' .. job_type, cur_status, 1) end
-  end
-  local newer = (not cur[4]) or occ > tonumber(cur[4])
-    or (occ == tonumber(cur[4]) and seq > tonumber(cur[5]))
-  if newer then
-    if cur_status ~= new_status then
-      if cur_status then
-        redis.call('HINCRBY', p .. 'status', cur_status, -1)
-        if cur_type then redis.call('HINCRBY', p .. 'type:' .. cur_type, cur_status, -1) end
-      end
-      redis.call('HINCRBY', p .. 'status', new_status, 1)
-      if cur_type then redis.call('HINCRBY', p .. 'type:' .. cur_type, new_status, 1) end
+    j.type, j.created_ms, j.type_dirty = job_type, occ, true
+    if not new_types[job_type] then
+      new_types[job_type] = true
+      type_list[#type_list + 1] = job_type
     end
-    redis.call('HSET', jk, 'status', new_status, 'ord_t', occ, 'ord_s', seq)
+    if j.status then add(p .. 'type:' .. job_type, j.status, 1) end
   end
-  redis.call('HINCRBY', p .. 'totals', ARGV[a + 7], 1)
+  if (not j.ord_t) or occ > j.ord_t or (occ == j.ord_t and seq > j.ord_s) then
+    if j.status ~= new_status then
+      if j.status then
+        add(p .. 'status', j.status, -1)
+        if j.type then add(p .. 'type:' .. j.type, j.status, -1) end
+      end
+      add(p .. 'status', new_status, 1)
+      if j.type then add(p .. 'type:' .. j.type, new_status, 1) end
+    end
+    j.status, j.ord_t, j.ord_s, j.status_dirty = new_status, occ, seq, true
+  end
+  add(p .. 'totals', ARGV[a + 7], 1)
   local tp = ARGV[a + 8]
   if tp ~= '' then
-    local sk = p .. 'tp:s:' .. math.floor(occ / 1000)
-    local mk = p .. 'tp:m:' .. math.floor(occ / 60000)
-    redis.call('HINCRBY', sk, tp, 1)
-    redis.call('EXPIRE', sk, sec_ttl)
-    redis.call('HINCRBY', mk, tp, 1)
-    redis.call('EXPIRE', mk, min_ttl)
+    add(p .. 'tp:s:' .. math.floor(occ / 1000), tp, 1, sec_ttl)
+    add(mk.tp, tp, 1, min_ttl)
   end
-  local function sample(kind, value)
-    local ms = tonumber(value)
-    local bucket = 0
-    if ms > 0 then bucket = math.ceil(math.log(ms + 1) / log_growth) end
-    local k = p .. 'lat:' .. kind .. ':m:' .. math.floor(occ / 60000)
-    redis.call('HINCRBY', k, bucket, 1)
-    redis.call('EXPIRE', k, lat_ttl)
-  end
-  if ARGV[a + 9] ~= '' then sample('queue_wait', ARGV[a + 9]) end
-  if ARGV[a + 10] ~= '' then sample('run', ARGV[a + 10]) end
-  if ARGV[a + 11] == '1' and created_ms then sample('end_to_end', occ - tonumber(created_ms)) end
+  if ARGV[a + 9] ~= '' then sample(mk.queue_wait, ARGV[a + 9]) end
+  if ARGV[a + 10] ~= '' then sample(mk.run, ARGV[a + 10]) end
+  if ARGV[a + 11] == '1' and j.created_ms then sample(mk.end_to_end, occ - j.created_ms) end
   return 1
 end
 if redis.call('EXISTS', p .. 'epoch') == 0 then redis.call('SET', p .. 'epoch', ARGV[7]) end
@@ -123,12 +160,35 @@ for a = 8, #ARGV, 12 do
   applied[#applied + 1] = apply(a)
   new = new + applied[#applied]
 end
+for _, jk in ipairs(job_keys) do
+  local j = jobs[jk]
+  local set = j.type_dirty and {'type', j.type, 'created_ms', j.created_ms} or {}
+  if j.status_dirty then
+    for _, v in ipairs({'status', j.status, 'ord_t', j.ord_t, 'ord_s', j.ord_s}) do
+      set[#set + 1] = v
+    end
+  end
+  if #set > 0 then redis.call('HSET', jk, unpack(set)) end
+end
+if #type_list > 0 then redis.call('SADD', p .. 'types', unpack(type_list)) end
+for _, key in ipairs(counter_keys) do
+  local c = counters[key]
+  if c.n ~= 0 then redis.call('INCRBY', key, c.n) end
+  for _, field in ipairs(c.fields) do
+    if c.delta[field] ~= 0 then redis.call('HINCRBY', key, field, c.delta[field]) end
+  end
+  if c.ttl then redis.call('EXPIRE', key, c.ttl) end
+end
 if new > 0 then redis.call('INCRBY', p .. 'version', new) end
 return applied
 """
 FIELDS = 12  # values per event in _APPLY's ARGV
 
-EVENTS_PER_CALL = 100  # bounds how long one script call holds Redis
+# Bounds how long one script call holds Redis (other clients wait meanwhile): ~1.5 ms on this
+# 2-core box. Larger calls save little now: what is left per event (dedupe markers, job hashes)
+# does not shrink with the call, and the summed counter writes are under one command per event
+# already (measured: 200 per call, ~4 % less Redis CPU per event for ~1.6x the hold time).
+EVENTS_PER_CALL = 100
 
 
 def event_args(f: EventFacts) -> list[str | int]:

@@ -8,11 +8,20 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
 from observatory.readmodel.v1 import read_model_pb2
 
-from services.aggregates.facts import facts_of
+from services.aggregates.facts import EventFacts, facts_of
 from services.aggregates.histogram import ERROR, PERCENTILES, bucket_of, nearest_rank
-from services.aggregates.store import EVENTS_PER_CALL, LATENCY_WINDOW_MS, PREFIX, Aggregates
+from services.aggregates.store import (
+    EVENTS_PER_CALL,
+    LATENCY_BUCKET_TTL_S,
+    LATENCY_WINDOW_MS,
+    MINUTE_BUCKET_TTL_S,
+    PREFIX,
+    SECOND_BUCKET_TTL_S,
+    Aggregates,
+)
 from services.common import redis_store
 from services.metrics_engine.sample_events import JobStory
 from tools.testing.servers import RedisServer
@@ -127,3 +136,150 @@ def test_throughput_and_type_counts_land_in_their_buckets(redis_server: RedisSer
     by_type = {t.type: t.total for t in stats.by_type}
     assert by_type == {"email": 1, "resize": 2}
     assert stats.total_jobs == 3
+
+
+# The script sums a call's counter writes and writes each job hash once: what it must keep is
+# the result of applying the events one at a time, in order.
+
+
+def status_counts(aggregates: Aggregates) -> dict[int, int]:
+    return {c.status: c.count for c in aggregates.stats().by_status if c.count}
+
+
+def type_counts(aggregates: Aggregates) -> dict[str, dict[int, int]]:
+    return {
+        t.type: {c.status: c.count for c in t.by_status if c.count}
+        for t in aggregates.stats().by_type
+    }
+
+
+def test_later_events_of_a_job_in_the_same_call_see_the_earlier_ones(
+    redis_server: RedisServer,
+) -> None:
+    aggregates = Aggregates(redis_store.connect(redis_server.info.url))
+    now = datetime.now(UTC) - timedelta(seconds=30)
+    done = JobStory(now, job_type="email").created().started(1, 5).completed(1, 10)
+    late = JobStory(now, job_type="resize").created().started(1, 5).completed(1, 10)
+    running = JobStory(now, job_type="resize").created().started(1, 5)
+    created, started, completed = late.events
+    # job.created after the job's later events, all in one call: the type still gets the job
+    batch = [*done.events, started, completed, created, running.events[1], running.events[0]]
+    assert len(batch) <= EVENTS_PER_CALL
+    assert aggregates.apply([facts_of(e) for e in batch]) == [True] * len(batch)
+
+    completed_status, running_status = 4, 2  # JOB_STATUS_COMPLETED, JOB_STATUS_RUNNING
+    assert status_counts(aggregates) == {completed_status: 2, running_status: 1}
+    assert type_counts(aggregates) == {
+        "email": {completed_status: 1},
+        "resize": {completed_status: 1, running_status: 1},
+    }
+    # Only the in-order job's end-to-end latency is known (created_ms came last for the other).
+    assert aggregates.stats().end_to_end.sample_count == 1
+
+
+def test_duplicates_inside_one_call_count_once(redis_server: RedisServer) -> None:
+    aggregates = Aggregates(redis_store.connect(redis_server.info.url))
+    story = JobStory(datetime.now(UTC)).created().started(1, 5).completed(1, 10)
+    created, started, completed = (facts_of(e) for e in story.events)
+    applied = aggregates.apply([created, started, created, completed, started, completed])
+    assert applied == [True, True, False, True, False, False]
+    totals = aggregates.totals()
+    assert (totals["submitted"], totals["started"], totals["completed"]) == (1, 1, 1)
+    assert status_counts(aggregates) == {4: 1}  # JOB_STATUS_COMPLETED
+    stats = aggregates.stats()
+    assert (stats.queue_wait.sample_count, stats.run.sample_count) == (1, 1)
+
+
+def test_a_call_spanning_minutes_writes_each_minutes_keys_with_their_ttls(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_store.connect(redis_server.info.url)
+    aggregates = Aggregates(client)
+    now = datetime.now(UTC)
+    stories = [
+        JobStory(now - timedelta(seconds=s)).created().started(1, 5).completed(1, 10)
+        for s in (200, 140, 80, 20)
+    ]
+    events = [facts_of(e) for story in stories for e in story.events]
+    assert len(events) <= EVENTS_PER_CALL  # one script call
+    aggregates.apply(events)
+
+    by_minute = Counter(f.occurred_ms // 60_000 for f in events)
+    assert len(by_minute) >= 3
+    for minute, count in by_minute.items():
+        assert int(client.get(f"{PREFIX}gen:{minute}") or 0) == count
+        assert_ttl(client, f"{PREFIX}gen:{minute}", MINUTE_BUCKET_TTL_S)
+        assert_ttl(client, f"{PREFIX}tp:m:{minute}", MINUTE_BUCKET_TTL_S)
+        for kind in ("queue_wait", "run", "end_to_end"):
+            assert_ttl(client, f"{PREFIX}lat:{kind}:m:{minute}", LATENCY_BUCKET_TTL_S)
+    for second in {f.occurred_ms // 1000 for f in events if f.throughput_field}:
+        assert_ttl(client, f"{PREFIX}tp:s:{second}", SECOND_BUCKET_TTL_S)
+    assert sum(b.submitted for b in aggregates.stats(now).throughput[1].buckets) == 4
+
+
+def assert_ttl(client: redis.Redis, key: str, ttl_s: int) -> None:
+    assert ttl_s - 5 <= client.ttl(key) <= ttl_s, key
+
+
+def mixed_events(now: datetime, rng: random.Random) -> list[EventFacts]:
+    """Jobs of several types over several minutes, finishing every way, some events redelivered
+    and the order shuffled locally (a job's later events may come before its job.created)."""
+    envelopes = []
+    for n in range(120):
+        story = JobStory(now - timedelta(seconds=rng.randint(5, 280)), job_type=rng.choice("abc"))
+        story.created().started(1, rng.randint(0, 3_000))
+        ending = n % 5
+        if ending == 0:
+            story.retry(1, rng.randint(1, 500)).started(2, 100).completed(2, rng.randint(1, 900))
+        elif ending == 1:
+            story.failed(1, rng.randint(1, 900)).dead_lettered(1)
+        elif ending == 2:
+            pass  # still running
+        else:
+            story.completed(1, rng.randint(1, 60_000))
+        envelopes += story.events
+    envelopes += rng.sample(envelopes, 40)  # redeliveries
+    keyed = sorted(
+        (e.occurred_at.ToMilliseconds() + rng.randint(-2_000, 2_000), i, e)
+        for i, e in enumerate(envelopes)
+    )
+    return [facts_of(e) for _, _, e in keyed]
+
+
+def stored(client: redis.Redis, prefix: str) -> dict[str, object]:
+    """Everything the aggregates hold under `prefix` but the epoch; hash fields at 0 are left
+    out (readers take a missing field as 0) and a TTL is shown as whether there is one."""
+    held: dict[str, object] = {}
+    for key in client.scan_iter(match=prefix + "*"):
+        name = key.removeprefix(prefix)
+        kind = client.type(key)
+        if name == "epoch":
+            continue
+        if kind == "hash":
+            value: object = {f: v for f, v in client.hgetall(key).items() if v != "0"}
+            if not value:
+                continue
+        elif kind == "set":
+            value = client.smembers(key)
+        else:
+            value = client.get(key)
+        held[name] = (value, client.ttl(key) > 0)
+    return held
+
+
+def test_a_batch_leaves_the_store_as_applying_its_events_one_per_call_does(
+    redis_server: RedisServer,
+) -> None:
+    client = redis_store.connect(redis_server.info.url)
+    now = datetime.now(UTC)
+    events = mixed_events(now, random.Random(5))
+    assert len(events) > 3 * EVENTS_PER_CALL
+    batched, single = Aggregates(client, "batched:"), Aggregates(client, "single:")
+
+    applied = batched.apply(events)
+    assert applied == [single.apply([f])[0] for f in events]
+    assert applied.count(False) == 40
+    assert stored(client, "batched:") == stored(client, "single:")
+    batched_stats, single_stats = batched.stats(now), single.stats(now)
+    assert batched_stats == single_stats
+    assert batched_stats.end_to_end.sample_count > 0
