@@ -20,14 +20,13 @@ import time
 
 import pika
 import pika.exceptions
-from observatory.events.v1 import event_pb2
 from prometheus_client import Counter, Histogram
 
 from services.aggregates.facts import UnknownEventError, facts_of
 from services.common import amqp, events, lifecycle, topology
 from services.common.config import redact
 from services.common.logs import correlation
-from services.metrics_engine.sink import Store
+from services.metrics_engine.sink import DecodedEvent, Store
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +47,7 @@ PROCESSING = Histogram(
 )
 
 # A delivery decoded: its tag, and its storable events (none: it is dropped, not stored).
-Pending = list[tuple[int, list[event_pb2.EventEnvelope]]]
+Pending = list[tuple[int, list[DecodedEvent]]]
 
 
 class Consumer:
@@ -146,20 +145,20 @@ class Consumer:
     ) -> bool:
         """Stores the batch and acks it; False if asked to stop before it could be stored."""
         started = time.monotonic()
-        envelopes = [e for _, decoded in pending for e in decoded]
+        batch = [e for _, decoded in pending for e in decoded]
         good_tags = [tag for tag, decoded in pending if decoded]
         for tag in (tag for tag, decoded in pending if not decoded):
             channel.basic_nack(tag, requeue=False)
         delays = lifecycle.backoff()
-        while envelopes:
+        while batch:
             try:
-                self._write(envelopes)
+                self._write(batch)
                 break
             except self.store.outage_errors as error:
                 delay = next(delays)
                 log.warning(
                     "storing %d events in %s failed (%s: %s); retrying in %.1fs",
-                    len(envelopes),
+                    len(batch),
                     self.store.label,
                     type(error).__name__,
                     str(error)[:200],
@@ -168,20 +167,20 @@ class Consumer:
                 if stop.is_set():
                     return False
                 connection.sleep(delay)  # keeps the broker connection (heartbeats) alive
-        if envelopes:  # acks every delivery up to the batch's last good one
+        if batch:  # acks every delivery up to the batch's last good one
             channel.basic_ack(good_tags[-1], multiple=True)
         PROCESSING.labels(self.store.label).observe(time.monotonic() - started)
         return True
 
-    def _write(self, envelopes: list[event_pb2.EventEnvelope]) -> None:
+    def _write(self, batch: list[DecodedEvent]) -> None:
         store = self.store
-        with correlation(envelopes[0].correlation_id):
+        with correlation(batch[0].envelope.correlation_id):
             try:
-                store.write(envelopes)
+                store.write(batch)
             except store.outage_errors:
                 STORE_ERRORS.labels(store.label).inc()
                 raise
-            log.debug("stored %d events in %s", len(envelopes), store.label)
+            log.debug("stored %d events in %s", len(batch), store.label)
 
 
 def connection_name(store: Store) -> str:
@@ -189,9 +188,7 @@ def connection_name(store: Store) -> str:
     return f"metrics-engine {store.label}"
 
 
-def _decode(
-    store: str, tag: int, message_type: str | None, body: bytes
-) -> list[event_pb2.EventEnvelope]:
+def _decode(store: str, tag: int, message_type: str | None, body: bytes) -> list[DecodedEvent]:
     """The storable events of one delivery; none if it holds no event at all (it is dropped
     then). An undecodable event inside a batch is dropped alone: the rest of the batch counts."""
     try:
@@ -203,7 +200,7 @@ def _decode(
     good = []
     for envelope in envelopes:
         try:
-            facts_of(envelope)
+            facts = facts_of(envelope)
         except UnknownEventError as error:
             REJECTED_EVENTS.labels(store).inc()
             log.error(
@@ -214,7 +211,7 @@ def _decode(
                 error,
             )
             continue
-        good.append(envelope)
+        good.append(DecodedEvent(envelope, facts))
     if not good:
         REJECTED.labels(store).inc()
         log.error(

@@ -7,6 +7,7 @@ is simply stored again.
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from redis.exceptions import RedisError
 
-from services.aggregates.facts import facts_of
+from services.aggregates.facts import EventFacts
 from services.aggregates.store import Aggregates
 from services.metrics_engine.documents import to_document
 
@@ -38,11 +39,21 @@ DUPLICATES = Counter(
 
 
 @dataclass(frozen=True)
+class DecodedEvent:
+    """One delivered event as the consumer decoded it: the envelope and what it changes in the
+    aggregates (computing the facts is how the consumer checks an event is storable, so both
+    are kept and the aggregates do not compute them again)."""
+
+    envelope: event_pb2.EventEnvelope
+    facts: EventFacts
+
+
+@dataclass(frozen=True)
 class Store:
     """One store as its consumer sees it: how to write a batch, and what an outage looks like."""
 
     label: str  # "mongodb" / "redis": the `store` metric label and the name in logs
-    write: Callable[[Sequence[event_pb2.EventEnvelope]], object]  # idempotent
+    write: Callable[[Sequence[DecodedEvent]], object]  # idempotent
     outage_errors: tuple[type[Exception], ...]  # retried with backoff; the batch stays unacked
 
 
@@ -103,18 +114,24 @@ class EventSink:
             return False
         return True
 
-    def apply_aggregates(self, envelopes: Sequence[event_pb2.EventEnvelope]) -> int:
+    def apply_aggregates(self, events: Sequence[DecodedEvent]) -> int:
         """Returns how many events were new to the aggregates."""
-        applied = self._aggregates.apply([facts_of(e) for e in envelopes])
-        for envelope, new in zip(envelopes, applied, strict=True):
-            if new:
-                EVENTS_STORED.labels(event_pb2.EventType.Name(envelope.event_type)).inc()
-            else:
-                DUPLICATES.inc()
-        return sum(applied)
+        applied = self._aggregates.apply([event.facts for event in events])
+        new_by_type = collections.Counter(
+            event.envelope.event_type for event, new in zip(events, applied, strict=True) if new
+        )
+        for event_type, count in new_by_type.items():  # one locked increment per series
+            EVENTS_STORED.labels(event_pb2.EventType.Name(event_type)).inc(count)
+        new_events = sum(new_by_type.values())
+        if new_events < len(events):
+            DUPLICATES.inc(len(events) - new_events)
+        return new_events
 
     def event_store(self) -> Store:
-        return Store("mongodb", self.store_documents, (PyMongoError,))
+        def write(events: Sequence[DecodedEvent]) -> None:
+            self.store_documents([event.envelope for event in events])
+
+        return Store("mongodb", write, (PyMongoError,))
 
     def live_aggregates(self) -> Store:
         return Store("redis", self.apply_aggregates, (RedisError,))
