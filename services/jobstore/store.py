@@ -6,7 +6,6 @@ as lower-case names (`pending`, `retry_scheduled`) so SQL reads well.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,7 +84,7 @@ def attempt_from_row(row: dict[str, Any]) -> job_pb2.JobAttempt:
 
 
 def payload_json(payload: struct_pb2.Struct) -> Jsonb:
-    return Jsonb(json.loads(json_format.MessageToJson(payload)))
+    return Jsonb(json_format.MessageToDict(payload))
 
 
 _INSERT = """
