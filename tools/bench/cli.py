@@ -9,6 +9,7 @@ import json
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 import grpc
 import psycopg
@@ -299,6 +301,8 @@ def _scale(
         runs: dict[str, Any] = {}
         for mode in options.modes:
             runs[mode] = _recorded(mode, functools.partial(_run_ours, stack, clients, mode, jobs))
+        # The baselines start on a quiet stack too: our event store done with the runs above.
+        ours.wait_idle(clients.postgres_dsn, clients.amqp_url, completion_timeout(jobs))
         if worker_pid is not None:
             for confirm, name in ((False, report.CELERY_DEFAULT), (True, report.CELERY_CONFIRM)):
                 measure = functools.partial(
@@ -392,7 +396,7 @@ def run(options: Options) -> dict[str, Any]:
         log(f"starting the stack under {root} with {options.processors} processors")
         with running_stack(root, options.processors) as stack:
             clients = ours.connect(
-                stack.gateway_target, stack.read_model_target, stack.postgres_dsn
+                stack.gateway_target, stack.read_model_target, stack.postgres_dsn, stack.amqp_url
             )
             warm_up(clients)
             with contextlib.ExitStack() as scope:
@@ -458,7 +462,13 @@ def render_saved(path: Path) -> str:
     return report.render(results)
 
 
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGTERM (e.g. `timeout`) unwinds like Ctrl-C does, so the servers are stopped."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     args = list(sys.argv[1:] if argv is None else argv)
     if args[:1] == ["--render"] and len(args) == 2:
         print(render_saved(Path(args[1])), end="")

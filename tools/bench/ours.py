@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+import pika
 from observatory.events.v1 import event_pb2
 from observatory.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
 
-from services.common import postgres
+from services.common import postgres, topology
 from tools.bench import stats, timeline
 
 JOB_TYPE = "noop"
@@ -29,7 +30,8 @@ BATCH_SIZE = 500  # the gateway's SubmitJobs limit
 BATCH_CLIENTS = 2
 SINGLE_CLIENTS = 8
 STATS_POLL_SECONDS = 0.02
-DETAIL_POLL_SECONDS = 0.01
+DETAIL_POLL_SECONDS = 0.02
+DETAIL_POLL_SHARE = 0.05  # of the oldest sample's wait: the tick once that is longer
 DETAIL_SAMPLES = 50
 RPC_TIMEOUT = 60.0
 TERMINAL = (
@@ -55,6 +57,7 @@ class Clients:
     gateway: gateway_pb2_grpc.JobServiceStub
     read_model: read_model_pb2_grpc.ReadModelServiceStub
     postgres_dsn: str
+    amqp_url: str
 
 
 @dataclass
@@ -147,12 +150,19 @@ class StatsPoller:
 
 class DetailSampler:
     """Polls GetJobDetail for sampled jobs until each shows its terminal event; records how long
-    after the event's occurred_at that was. Polls only the oldest few unresolved jobs per tick,
-    as jobs finish roughly in submission order, so the sampling stays cheap."""
+    after the event's occurred_at that was.
+
+    Jobs finish roughly in submission order, so each tick polls the oldest unresolved sample,
+    and the next one at once while they are visible: one unanswered poll per tick. Ticks are
+    DETAIL_POLL_SECONDS apart, or DETAIL_POLL_SHARE of how long the oldest sample has waited
+    if that is longer: a GetJobDetail costs ~2.5 ms of CPU (read model, PostgreSQL, MongoDB),
+    so polling a lagging timeline often would take the box from the system it measures. A
+    sample is seen at the first poll after it became visible: freshness is overestimated, by at
+    most one tick, never flattered."""
 
     def __init__(self, read_model: read_model_pb2_grpc.ReadModelServiceStub) -> None:
         self._read_model = read_model
-        self._pending: list[str] = []
+        self._pending: list[tuple[str, float]] = []  # (job id, accepted at), oldest first
         self._lock = threading.Lock()
         self.freshness: list[float] = []
         self._stop = threading.Event()
@@ -161,9 +171,10 @@ class DetailSampler:
     def start(self) -> None:
         self._thread.start()
 
-    def add(self, job_id: str) -> None:
+    def add(self, job_id: str, accepted_at: float | None = None) -> None:
+        """`accepted_at`: time.monotonic() when the job was accepted (default: now)."""
         with self._lock:
-            self._pending.append(job_id)
+            self._pending.append((job_id, time.monotonic() if accepted_at is None else accepted_at))
 
     def pending(self) -> int:
         with self._lock:
@@ -178,20 +189,28 @@ class DetailSampler:
                 return event.occurred_at.ToNanoseconds() / 1e9
         return None
 
+    def _oldest(self) -> tuple[str, float] | None:
+        with self._lock:
+            return self._pending[0] if self._pending else None
+
+    def tick(self) -> float:
+        """Resolves the oldest samples while they are visible; the seconds until the next tick."""
+        while (oldest := self._oldest()) is not None:
+            try:
+                occurred = self._visible_terminal(oldest[0])
+            except grpc.RpcError:
+                break
+            if occurred is None:
+                break
+            self.freshness.append(max(0.0, time.time() - occurred))
+            with self._lock:
+                self._pending.remove(oldest)
+        waited = time.monotonic() - oldest[1] if oldest else 0.0
+        return max(DETAIL_POLL_SECONDS, waited * DETAIL_POLL_SHARE)
+
     def _run(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
-                batch = self._pending[:4]
-            for job_id in batch:
-                try:
-                    occurred = self._visible_terminal(job_id)
-                except grpc.RpcError:
-                    continue
-                if occurred is not None:
-                    self.freshness.append(max(0.0, time.time() - occurred))
-                    with self._lock:
-                        self._pending.remove(job_id)
-            self._stop.wait(DETAIL_POLL_SECONDS)
+            self._stop.wait(self.tick())
 
     def stop(self) -> None:
         self._stop.set()
@@ -288,20 +307,37 @@ def finished_times(dsn: str, job_ids: Sequence[str]) -> tuple[dict[str, float], 
 
 
 _UNFINISHED = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running', 'retry_scheduled')"
+# After the metrics engine's queues hold nothing ready, what it took last (at most its prefetch)
+# is still being stored for up to about this long.
+EVENTS_SETTLE_SECONDS = 1.0
 
 
-def wait_idle(dsn: str, timeout: float) -> int:
+def wait_idle(dsn: str, amqp_url: str, timeout: float) -> int:
     """Waits until no job is pending, running or scheduled for retry (what an earlier, failed run
-    left behind would otherwise finish during the next run and be counted as its jobs).
-    Returns how many were still unfinished at the deadline (0: idle)."""
+    left behind would otherwise finish during the next run and be counted as its jobs), and the
+    metrics engine has no events left to store (an event store still catching up on the last
+    run would take CPU from the next one, ours or a baseline's). Returns how many jobs were
+    still unfinished at the deadline (0: idle)."""
     deadline = time.monotonic() + timeout
     with postgres.connect(dsn, autocommit=True, application_name="bench") as conn:
         while True:
             row = conn.execute(_UNFINISHED).fetchone()
             busy = int(row[0]) if row else 0
             if busy == 0 or time.monotonic() > deadline:
-                return busy
+                break
             time.sleep(0.2)
+    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
+    try:
+        channel = connection.channel()
+        while time.monotonic() < deadline and any(
+            channel.queue_declare(queue, passive=True).method.message_count
+            for queue in topology.METRICS_ENGINE_QUEUES
+        ):
+            time.sleep(0.2)
+    finally:
+        connection.close()
+    time.sleep(EVENTS_SETTLE_SECONDS)
+    return busy
 
 
 def run(
@@ -312,7 +348,7 @@ def run(
     timeout: float,
 ) -> RunResult:
     """One measured run: submit `jobs` jobs, wait until the read model counts them all terminal."""
-    leftover = wait_idle(clients.postgres_dsn, timeout)
+    leftover = wait_idle(clients.postgres_dsn, clients.amqp_url, timeout)
     if leftover:
         raise BenchError(f"{mode} {jobs}: {leftover} earlier jobs still unfinished, not started")
     poller = StatsPoller(clients.read_model)
@@ -386,11 +422,14 @@ def query_latency(clients: Clients, calls: int) -> dict[str, list[float]]:
     return out
 
 
-def connect(gateway_target: str, read_model_target: str, postgres_dsn: str) -> Clients:
+def connect(
+    gateway_target: str, read_model_target: str, postgres_dsn: str, amqp_url: str
+) -> Clients:
     gateway = grpc.insecure_channel(gateway_target)
     read_model = grpc.insecure_channel(read_model_target)
     return Clients(
         gateway_pb2_grpc.JobServiceStub(gateway),
         read_model_pb2_grpc.ReadModelServiceStub(read_model),
         postgres_dsn,
+        amqp_url,
     )
