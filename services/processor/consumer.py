@@ -60,6 +60,10 @@ class Consumer:
         self._session = 0
         self._busy = 0
         self._busy_lock = threading.Lock()
+        # One idle worker gathers a batch at a time: idle workers all waiting on the queue would
+        # split each burst into slivers (a batch each), and a batch costs two transactions and
+        # two confirm waits however few jobs it holds.
+        self._intake = threading.Lock()
         self.connected = threading.Event()
 
     def run(self) -> None:
@@ -162,19 +166,21 @@ class Consumer:
             worker.close()
 
     def _take_batch(self) -> list[Delivery] | None:
-        """Up to batch_size deliveries: waits for one, then at most batch_wait_ms for more.
-        None once stopping; deliveries of a lost connection are dropped (redelivered)."""
-        try:
-            first = self._deliveries.get(timeout=0.2)
-        except queue.Empty:
-            return None if self._stop.is_set() else []
-        batch = [first]
-        deadline = time.monotonic() + self._config.batch_wait_ms / 1000
-        while len(batch) < self._config.batch_size:
+        """Up to batch_size deliveries: waits for one, then at most batch_wait_ms for more (one
+        worker at a time). None once stopping; deliveries of a lost connection are dropped
+        (redelivered)."""
+        with self._intake:
             try:
-                batch.append(self._deliveries.get(timeout=max(deadline - time.monotonic(), 0)))
+                first = self._deliveries.get(timeout=0.2)
             except queue.Empty:
-                break
+                return None if self._stop.is_set() else []
+            batch = [first]
+            deadline = time.monotonic() + self._config.batch_wait_ms / 1000
+            while len(batch) < self._config.batch_size:
+                try:
+                    batch.append(self._deliveries.get(timeout=max(deadline - time.monotonic(), 0)))
+                except queue.Empty:
+                    break
         # Not started before shutdown, or from a lost connection: the broker redelivers.
         if self._stop.is_set():
             return []

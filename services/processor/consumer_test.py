@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 
 import pika
@@ -20,6 +21,26 @@ pytest_plugins = ["tools.testing.servers.pytest_plugin"]
 pytestmark = pytest.mark.integration
 
 rabbitmq = server_fixture("rabbitmq", RabbitMQServer, scope="module")
+
+
+def consumer_config(
+    rabbitmq: RabbitMQServer, batch: int, *, concurrency: int, batch_wait_ms: int
+) -> ProcessorConfig:
+    """A consumer taking `batch` messages at most per batch; no database (the workers fake it)."""
+    return ProcessorConfig(
+        amqp_url=rabbitmq.info.amqp_url,
+        postgres_dsn="postgresql://unused",
+        prefetch=batch,
+        concurrency=concurrency,
+        batch_size=batch,
+        batch_wait_ms=batch_wait_ms,
+        lease_seconds=10,
+        retry_base_ms=1000,
+        retry_max_ms=60_000,
+        http_host="127.0.0.1",
+        http_port=0,
+        shutdown_grace_seconds=5,
+    )
 
 
 class SettlingWorker(Worker):
@@ -58,20 +79,8 @@ def test_grouped_acks_leave_exactly_the_unsettled_deliveries_queued(
         channel.basic_publish(
             topology.JOBS_EXCHANGE, topology.WORK_ROUTING_KEY, body, pika.BasicProperties()
         )
-    config = ProcessorConfig(
-        amqp_url=rabbitmq.info.amqp_url,
-        postgres_dsn="postgresql://unused",
-        prefetch=len(bodies),
-        concurrency=1,
-        batch_size=len(bodies),
-        batch_wait_ms=500,  # one batch of all of them
-        lease_seconds=10,
-        retry_base_ms=1000,
-        retry_max_ms=60_000,
-        http_host="127.0.0.1",
-        http_port=0,
-        shutdown_grace_seconds=5,
-    )
+    # One batch of all of them.
+    config = consumer_config(rabbitmq, len(bodies), concurrency=1, batch_wait_ms=500)
     worker, stop = SettlingWorker(), threading.Event()
     consumer = Consumer(config, stop, make_worker=lambda _name: worker)
     thread = threading.Thread(target=consumer.run, daemon=True)
@@ -101,3 +110,49 @@ def test_grouped_acks_leave_exactly_the_unsettled_deliveries_queued(
         left.append(got[2])
     connection.close()
     assert sorted(left) == [b"keep-1", b"keep-2"]
+
+
+class BatchRecordingWorker(Worker):
+    """Acks everything; records the size of each batch it is handed (shared by all workers)."""
+
+    def __init__(self, sizes: list[int], expected: int, done: threading.Event) -> None:
+        self.sizes, self.expected, self.done = sizes, expected, done
+
+    def handle_batch(self, batch: Sequence[Incoming], settle: Settle) -> None:
+        self.sizes.append(len(batch))
+        settle([(index, Disposition.ACK) for index in range(len(batch))])
+        if sum(self.sizes) >= self.expected:
+            self.done.set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_idle_workers_do_not_split_a_trickle_into_slivers(rabbitmq: RabbitMQServer) -> None:
+    # Four idle workers; eight messages arrive 30 ms apart, all within one batch wait: one worker
+    # gathers them into one batch (without the intake lock, idle workers took them one by one as
+    # batches of their own).
+    bodies = [f"job-{n}".encode() for n in range(8)]
+    config = consumer_config(rabbitmq, len(bodies), concurrency=4, batch_wait_ms=2000)
+    sizes: list[int] = []
+    done, stop = threading.Event(), threading.Event()
+    consumer = Consumer(
+        config, stop, make_worker=lambda _name: BatchRecordingWorker(sizes, len(bodies), done)
+    )
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    connection = amqp.connect(rabbitmq.info.amqp_url, connection_name="consumer-test")
+    try:
+        assert consumer.connected.wait(30), "the consumer did not connect"
+        channel = amqp.confirmed_channel(connection)
+        for body in bodies:
+            channel.basic_publish(
+                topology.JOBS_EXCHANGE, topology.WORK_ROUTING_KEY, body, pika.BasicProperties()
+            )
+            time.sleep(0.03)
+        assert done.wait(30), f"the consumer delivered only {sum(sizes)} messages"
+    finally:
+        connection.close()
+        stop.set()
+        thread.join(30)
+    assert sizes == [len(bodies)]
