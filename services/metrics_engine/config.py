@@ -20,7 +20,7 @@ class MetricsEngineConfig:
     http_host: str = "127.0.0.1"
     http_port: int = 8083
     prefetch: int = 200  # unacked deliveries in flight per consumer; also its largest batch
-    batch_wait_s: float = 0.05  # how long a partial batch waits for more deliveries
+    batch_wait_s: float = 0.025  # how long a partial batch waits for more deliveries
     batch_events: int = 1000  # a batch of deliveries is stored once it holds this many events
 
     @classmethod
@@ -33,7 +33,7 @@ class MetricsEngineConfig:
             http_host=env.text("METRICS_ENGINE_HOST", "127.0.0.1"),
             http_port=env.port("METRICS_ENGINE_HTTP_PORT", 8083),
             prefetch=env.integer("METRICS_ENGINE_PREFETCH", 200, minimum=1, maximum=10_000),
-            batch_wait_s=env.number("METRICS_ENGINE_BATCH_WAIT_S", 0.05, minimum=0, maximum=5),
+            batch_wait_s=env.number("METRICS_ENGINE_BATCH_WAIT_S", 0.025, minimum=0, maximum=5),
             batch_events=env.integer(
                 "METRICS_ENGINE_BATCH_EVENTS", 1000, minimum=1, maximum=100_000
             ),

@@ -10,7 +10,7 @@ from services.metrics_engine.config import MetricsEngineConfig
 
 def test_local_defaults_and_overrides() -> None:
     config = MetricsEngineConfig.from_env({})
-    assert (config.prefetch, config.batch_events, config.batch_wait_s) == (200, 1000, 0.05)
+    assert (config.prefetch, config.batch_events, config.batch_wait_s) == (200, 1000, 0.025)
     assert config.http_host == "127.0.0.1"
     tuned = MetricsEngineConfig.from_env(
         {"METRICS_ENGINE_PREFETCH": "50", "METRICS_ENGINE_BATCH_EVENTS": "5000"}
