@@ -170,8 +170,12 @@ class GroupCommitter(Generic[R, T]):
         finally:
             with self._lock:
                 for index, waiting in enumerate(group):
-                    failed = failure is not None or written is None
-                    outcome = failure if failed or written is None else written.outcomes[index]
+                    # No `written` means `commit` raised, so `failure` is set.
+                    outcome = (
+                        failure
+                        if failure is not None or written is None
+                        else written.outcomes[index]
+                    )
                     if isinstance(outcome, BaseException):
                         waiting.error = outcome
                     else:
