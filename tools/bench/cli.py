@@ -302,7 +302,7 @@ def _scale(
         for mode in options.modes:
             runs[mode] = _recorded(mode, functools.partial(_run_ours, stack, clients, mode, jobs))
         # The baselines start on a quiet stack too: our event store done with the runs above.
-        ours.wait_idle(clients.postgres_dsn, clients.amqp_url, completion_timeout(jobs))
+        ours.wait_idle(clients.postgres_dsn, clients.broker, completion_timeout(jobs))
         if worker_pid is not None:
             for confirm, name in ((False, report.CELERY_DEFAULT), (True, report.CELERY_CONFIRM)):
                 measure = functools.partial(
@@ -396,7 +396,10 @@ def run(options: Options) -> dict[str, Any]:
         log(f"starting the stack under {root} with {options.processors} processors")
         with running_stack(root, options.processors) as stack:
             clients = ours.connect(
-                stack.gateway_target, stack.read_model_target, stack.postgres_dsn, stack.amqp_url
+                stack.gateway_target,
+                stack.read_model_target,
+                stack.postgres_dsn,
+                stack.backends.rabbitmq.info,
             )
             warm_up(clients)
             with contextlib.ExitStack() as scope:

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-import pika
 from observatory.events.v1 import event_pb2
 from observatory.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
 
-from services.common import postgres, topology
+from services.common import postgres, rabbitmq_management, topology
 from tools.bench import stats, timeline
+from tools.testing.servers.rabbitmq import RabbitMQInfo
 
 JOB_TYPE = "noop"
 BATCH_SIZE = 500  # the gateway's SubmitJobs limit
@@ -57,7 +57,7 @@ class Clients:
     gateway: gateway_pb2_grpc.JobServiceStub
     read_model: read_model_pb2_grpc.ReadModelServiceStub
     postgres_dsn: str
-    amqp_url: str
+    broker: RabbitMQInfo  # for the metrics engine's queue depths
 
 
 @dataclass
@@ -307,16 +307,15 @@ def finished_times(dsn: str, job_ids: Sequence[str]) -> tuple[dict[str, float], 
 
 
 _UNFINISHED = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running', 'retry_scheduled')"
-# After the metrics engine's queues hold nothing ready, what it took last (at most its prefetch)
-# is still being stored for up to about this long.
-EVENTS_SETTLE_SECONDS = 1.0
+# Queue counts on the management API lag the broker by its statistics interval (1 s in the stack).
+QUEUE_STATS_LAG_SECONDS = 1.0
 
 
-def wait_idle(dsn: str, amqp_url: str, timeout: float) -> int:
+def wait_idle(dsn: str, broker: RabbitMQInfo, timeout: float) -> int:
     """Waits until no job is pending, running or scheduled for retry (what an earlier, failed run
     left behind would otherwise finish during the next run and be counted as its jobs), and the
-    metrics engine has no events left to store (an event store still catching up on the last
-    run would take CPU from the next one, ours or a baseline's). Returns how many jobs were
+    metrics engine holds no event, ready or being stored (an event store still catching up on the
+    last run would take CPU from the next one, ours or a baseline's). Returns how many jobs were
     still unfinished at the deadline (0: idle)."""
     deadline = time.monotonic() + timeout
     with postgres.connect(dsn, autocommit=True, application_name="bench") as conn:
@@ -326,17 +325,13 @@ def wait_idle(dsn: str, amqp_url: str, timeout: float) -> int:
             if busy == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-    connection = pika.BlockingConnection(pika.URLParameters(amqp_url))
-    try:
-        channel = connection.channel()
-        while time.monotonic() < deadline and any(
-            channel.queue_declare(queue, passive=True).method.message_count
-            for queue in topology.METRICS_ENGINE_QUEUES
-        ):
-            time.sleep(0.2)
-    finally:
-        connection.close()
-    time.sleep(EVENTS_SETTLE_SECONDS)
+    time.sleep(QUEUE_STATS_LAG_SECONDS)  # so the counts below include the last events published
+    auth = (broker.username, broker.password)
+    while time.monotonic() < deadline and any(
+        rabbitmq_management.queue(broker.management_url, queue, auth=auth).messages
+        for queue in topology.METRICS_ENGINE_QUEUES
+    ):
+        time.sleep(0.2)
     return busy
 
 
@@ -348,7 +343,7 @@ def run(
     timeout: float,
 ) -> RunResult:
     """One measured run: submit `jobs` jobs, wait until the read model counts them all terminal."""
-    leftover = wait_idle(clients.postgres_dsn, clients.amqp_url, timeout)
+    leftover = wait_idle(clients.postgres_dsn, clients.broker, timeout)
     if leftover:
         raise BenchError(f"{mode} {jobs}: {leftover} earlier jobs still unfinished, not started")
     poller = StatsPoller(clients.read_model)
@@ -423,7 +418,7 @@ def query_latency(clients: Clients, calls: int) -> dict[str, list[float]]:
 
 
 def connect(
-    gateway_target: str, read_model_target: str, postgres_dsn: str, amqp_url: str
+    gateway_target: str, read_model_target: str, postgres_dsn: str, broker: RabbitMQInfo
 ) -> Clients:
     gateway = grpc.insecure_channel(gateway_target)
     read_model = grpc.insecure_channel(read_model_target)
@@ -431,5 +426,5 @@ def connect(
         gateway_pb2_grpc.JobServiceStub(gateway),
         read_model_pb2_grpc.ReadModelServiceStub(read_model),
         postgres_dsn,
-        amqp_url,
+        broker,
     )
