@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from services.common import http_json
+from services.common import rabbitmq_management
 from tools.testing.servers.net import http_status
 from tools.testing.servers.rabbitmq import RabbitMQInfo
 
@@ -65,7 +65,5 @@ class ReadinessWatch:
 
 def queue_backlog(broker: RabbitMQInfo, queue: str) -> int:
     """Messages in `queue`, ready or delivered and not yet acked (management API, 1 s stats)."""
-    found = http_json.get_json(
-        f"{broker.management_url}/api/queues/%2F/{queue}", auth=(broker.username, broker.password)
-    )
-    return int(found.get("messages", 0))
+    auth = (broker.username, broker.password)
+    return rabbitmq_management.queue(broker.management_url, queue, auth=auth).messages
