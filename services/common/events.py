@@ -7,6 +7,7 @@ EventBatch per event type, so a consumer bound to "job.completed" gets only comp
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,9 +41,18 @@ def event_id(job_id: str, version: int) -> str:
 
 
 def timestamp(when: datetime) -> Timestamp:
+    seconds, nanos = _timestamp_fields(when, getattr(when, "fold", 0))
+    return Timestamp(seconds=seconds, nanos=nanos)
+
+
+# Timestamp.FromDatetime is pure Python and costly; the events of a batch share a few times.
+# `fold` is part of the key: equality ignores it, yet it picks the instant of an ambiguous
+# local time (a DST change).
+@functools.lru_cache(maxsize=256)
+def _timestamp_fields(when: datetime, fold: int) -> tuple[int, int]:
     ts = Timestamp()
     ts.FromDatetime(when)
-    return ts
+    return ts.seconds, ts.nanos
 
 
 def envelope(
@@ -61,13 +71,14 @@ def envelope(
     envelope = event_pb2.EventEnvelope(
         event_id=event_id(job_id, version),
         event_type=_ROUTING[name][0],
-        occurred_at=timestamp(occurred_at),
         correlation_id=correlation_id,
         idempotency_key=f"{job_id}/{version}",
-        producer=producer,
         contract_version=CONTRACT_VERSION,
         job_id=job_id,
     )
+    # Messages copied in after construction: quicker than as constructor arguments.
+    envelope.occurred_at.CopyFrom(timestamp(occurred_at))
+    envelope.producer.CopyFrom(producer)
     getattr(envelope, name).CopyFrom(message)
     return envelope
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from observatory.events.v1 import event_pb2
 
 from services.common import events
@@ -97,3 +100,64 @@ def test_single_envelope_messages_still_decode() -> None:
 def test_anything_else_is_a_clear_error(message_type: str | None, body: bytes, error: str) -> None:
     with pytest.raises(events.EventDecodeError, match=error):
         events.from_message(message_type, body)
+
+
+def from_datetime(when: datetime) -> Timestamp:
+    expected = Timestamp()
+    expected.FromDatetime(when)
+    return expected
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        START,
+        datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+        datetime(2026, 1, 1, 0, 0, 0, 5),  # naive: taken as UTC
+    ],
+)
+def test_a_timestamp_is_what_from_datetime_makes(when: datetime) -> None:
+    assert events.timestamp(when) == from_datetime(when)
+    assert events.timestamp(when) == from_datetime(when)  # again, now remembered
+
+
+def test_the_two_instants_of_an_ambiguous_local_time_keep_their_timestamps() -> None:
+    # 02:30 happens twice in Berlin on 2026-10-25; `fold` picks the second, an hour later.
+    first = datetime(2026, 10, 25, 2, 30, tzinfo=ZoneInfo("Europe/Berlin"))
+    second = first.replace(fold=1)
+    assert events.timestamp(first) == from_datetime(first)
+    assert events.timestamp(second) == from_datetime(second)
+    assert events.timestamp(second).seconds - events.timestamp(first).seconds == 3600
+
+
+@pytest.mark.parametrize(
+    ("when", "producer"),
+    [(START, PRODUCER), (datetime(1970, 1, 1, tzinfo=UTC), event_pb2.Producer())],
+)
+def test_an_envelope_has_exactly_the_bytes_of_its_fields_given_at_once(
+    when: datetime, producer: event_pb2.Producer
+) -> None:
+    payload = event_pb2.JobCancelled()  # empty, yet present
+    expected = event_pb2.EventEnvelope(
+        event_id=str(uuid.uuid5(events.EVENT_NAMESPACE, "job-1/4")),
+        event_type=event_pb2.EVENT_TYPE_JOB_CANCELLED,
+        occurred_at=from_datetime(when),
+        correlation_id="corr-1",
+        idempotency_key="job-1/4",
+        producer=producer,
+        contract_version=events.CONTRACT_VERSION,
+        job_id="job-1",
+        job_cancelled=payload,
+    )
+    built = events.envelope(
+        job_id="job-1",
+        version=4,
+        occurred_at=when,
+        correlation_id="corr-1",
+        producer=producer,
+        job_cancelled=payload,
+    )
+    assert built.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )
