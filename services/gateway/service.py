@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import psycopg
+from google.protobuf.timestamp_pb2 import Timestamp
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 from psycopg.rows import dict_row
@@ -160,10 +161,11 @@ class JobService:
         """Records and enqueues validated specs, all or none, in one transaction and one confirmed
         publish, shared with the concurrent submits of the same group (group_commit.py)."""
         now = datetime.now(UTC)
+        created_at = events.timestamp(now)  # once per submit: every job shares it
         # Built before joining a group: whatever is wrong with this request fails it alone.
         submission = Submission(
             specs=list(specs),
-            jobs=[self._new_job(spec, correlation_id, now) for spec in specs],
+            jobs=[self._new_job(spec, correlation_id, created_at) for spec in specs],
             now=now,
         )
         try:
@@ -323,12 +325,14 @@ class JobService:
             for submission, rows in zip(group, inserted, strict=True):
                 mine = []
                 for spec, (job, created) in zip(submission.specs, rows, strict=True):
-                    mine.append(
-                        Submitted(job.id, events.event_id(job.id, 1), job.status, not created)
-                    )
                     if created:
+                        event = self._created_event(job, spec, submission.now)
                         outgoing.messages.append(work_message(job, attempt=1))
-                        outgoing.events.append(self._created_event(job, spec, submission.now))
+                        outgoing.events.append(event)
+                        event_id = event.event_id  # = events.event_id(job.id, 1), made once
+                    else:
+                        event_id = events.event_id(job.id, 1)
+                    mine.append(Submitted(job.id, event_id, job.status, not created))
                 results.append(mine)
             return results
 
@@ -431,9 +435,11 @@ class JobService:
             **payload,
         )
 
-    def _new_job(self, spec: job_pb2.JobSpec, correlation_id: str, now: datetime) -> job_pb2.Job:
+    def _new_job(
+        self, spec: job_pb2.JobSpec, correlation_id: str, created_at: Timestamp
+    ) -> job_pb2.Job:
         resolved = validation.resolve(spec, self._limits)
-        job = job_pb2.Job(
+        return job_pb2.Job(
             id=str(uuid.uuid4()),
             type=spec.type,
             payload=spec.payload,
@@ -443,10 +449,9 @@ class JobService:
             timeout=resolved.timeout,
             idempotency_key=spec.idempotency_key,
             correlation_id=correlation_id,
+            created_at=created_at,
+            updated_at=created_at,
         )
-        job.created_at.FromDatetime(now)
-        job.updated_at.FromDatetime(now)
-        return job
 
     def _created_event(
         self, job: job_pb2.Job, spec: job_pb2.JobSpec, now: datetime

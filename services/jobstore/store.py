@@ -14,7 +14,7 @@ import psycopg
 from google.protobuf import json_format, struct_pb2
 from observatory.jobs.v1 import job_pb2
 from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Json, Jsonb
 
 Conn = psycopg.Connection[Any]
 
@@ -131,45 +131,60 @@ INSERT INTO jobs (id, type, payload, priority, status, max_attempts, timeout_ms,
                   idempotency_key, correlation_id, created_at, updated_at)
 SELECT u.id, u.type, u.payload, u.priority, 'pending', u.max_attempts, u.timeout_ms,
        u.idempotency_key, u.correlation_id, u.created_at, u.created_at
-FROM unnest(%s::uuid[], %s::text[], %s::jsonb[], %s::int[], %s::int[], %s::int[], %s::text[],
-            %s::text[], %s::timestamptz[])
+FROM ROWS FROM (
+         json_to_recordset(%s::json) AS (id uuid, type text, payload jsonb, priority int,
+                                         max_attempts int, timeout_ms int, idempotency_key text,
+                                         correlation_id text, created_at timestamptz))
      WITH ORDINALITY AS u(id, type, payload, priority, max_attempts, timeout_ms,
                           idempotency_key, correlation_id, created_at, n)
 ORDER BY u.n
 ON CONFLICT DO NOTHING
-RETURNING *
+RETURNING id::text
 """
 
 
 def insert_jobs(conn: Conn, jobs: Sequence[job_pb2.Job]) -> list[tuple[job_pb2.Job, bool]]:
     """`insert_job` for many jobs in two statements, in order: a job whose idempotency key is
-    already used (earlier, or by an earlier job of the same call) gives the existing job."""
+    already used (earlier, or by an earlier job of the same call) gives the existing job.
+
+    A new job is answered with the job given, as the insert stores it (PENDING, updated when
+    created), not read back: building every row's Job again was half the gateway's insert cost.
+    The row holds the same values where its columns are as fine (milliseconds, microseconds;
+    jsonb keeps -0.0 as 0)."""
     if not jobs:
         return []
-    columns = (
-        [job.id for job in jobs],
-        [job.type for job in jobs],
-        [payload_json(job.payload) for job in jobs],
-        [job.priority for job in jobs],
-        [job.max_attempts for job in jobs],
-        [job.timeout.ToMilliseconds() for job in jobs],
-        [job.idempotency_key or None for job in jobs],
-        [job.correlation_id for job in jobs],
-        [job.created_at.ToDatetime(tzinfo=UTC) for job in jobs],
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        inserted = {str(row["id"]): row for row in cur.execute(_INSERT_MANY, columns).fetchall()}
-        keys = [job.idempotency_key for job in jobs if job.id not in inserted]
-        existing = {}
-        if keys:
-            rows = cur.execute(
+    rows = [
+        {
+            "id": job.id,
+            "type": job.type,
+            "payload": json_format.MessageToDict(job.payload),
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "timeout_ms": job.timeout.ToMilliseconds(),
+            "idempotency_key": job.idempotency_key or None,
+            "correlation_id": job.correlation_id,
+            "created_at": job.created_at.ToDatetime(tzinfo=UTC).isoformat(),
+        }
+        for job in jobs
+    ]
+    # One JSON parameter: psycopg dumps nine array parameters element by element in Python.
+    inserted = {job_id for (job_id,) in conn.execute(_INSERT_MANY, (Json(rows),))}
+    keys = [job.idempotency_key for job in jobs if job.id not in inserted]
+    existing = {}
+    if keys:
+        with conn.cursor(row_factory=dict_row) as cur:
+            found = cur.execute(
                 "SELECT * FROM jobs WHERE idempotency_key = ANY(%s)", (keys,)
             ).fetchall()
-            existing = {row["idempotency_key"]: row for row in rows}
+        existing = {row["idempotency_key"]: row for row in found}
     results: list[tuple[job_pb2.Job, bool]] = []
     for job in jobs:
         if job.id in inserted:
-            results.append((job_from_row(inserted[job.id]), True))
+            new = job_pb2.Job()
+            new.CopyFrom(job)
+            new.status = job_pb2.JOB_STATUS_PENDING
+            new.updated_at.CopyFrom(job.created_at)
+            results.append((new, True))
         elif job.idempotency_key in existing:
             results.append((job_from_row(existing[job.idempotency_key]), False))
         else:  # an id collision (uuid4: never) or a row deleted meanwhile (jobs are kept)

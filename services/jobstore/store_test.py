@@ -83,3 +83,27 @@ def test_a_key_repeated_inside_one_batch_creates_one_job(conn: store.Conn) -> No
 
 def test_an_empty_batch_does_nothing(conn: store.Conn) -> None:
     assert store.insert_jobs(conn, []) == []
+
+
+def test_a_new_job_is_answered_as_given_and_stored_as_given(conn: store.Conn) -> None:
+    """The answer for a new job is the job sent (PENDING), not its row read back: what the row
+    holds of a job as the gateway builds it (whole milliseconds, microseconds) must be the same."""
+    sent = job(
+        payload={
+            "text": 'zé 😀 "quoted" \\ {a,b}',
+            "big": 1e300,
+            "n": 12345678.125,
+            "flags": [True, False, None],
+            "nested": {"e": {}, "l": []},
+        }
+    )
+    sent.type = 'type with "quotes", commas and spaces'
+    far = job()
+    far.created_at.FromDatetime(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))
+    ran = job()
+    ran.status = job_pb2.JOB_STATUS_RUNNING  # a new row is pending whatever the job said
+    results = store.insert_jobs(conn, [sent, far, ran])
+    assert [created for _, created in results] == [True, True, True]
+    for original, (answered, _) in zip([sent, far, ran], results, strict=True):
+        assert answered == store.get_job(conn, original.id)
+        assert answered.status == job_pb2.JOB_STATUS_PENDING
