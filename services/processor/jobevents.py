@@ -18,14 +18,16 @@ PRODUCER = event_pb2.Producer(
     service="processor", instance_id=f"{socket.gethostname()}/{os.getpid()}", version="1"
 )
 MAX_ATTEMPTS_EXHAUSTED = "max_attempts exhausted"
+_ZERO = timedelta(0)
 
 Row = dict[str, Any]
 
 
 def duration(delta: timedelta) -> Duration:
-    value = Duration()
-    value.FromTimedelta(max(delta, timedelta(0)))
-    return value
+    """`delta` as a Duration, negative ones as 0 (what Duration.FromTimedelta, which is pure
+    Python and several times slower, makes of a non-negative timedelta)."""
+    delta = max(delta, _ZERO)
+    return Duration(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def event(row: Row, **payload: object) -> event_pb2.EventEnvelope:

@@ -494,3 +494,8 @@ def test_one_batch_with_a_repeated_job_a_failure_poison_and_an_unrecorded_job(
         and finals <= {e.event_id for e in d.envelopes}
         for d in republished
     )
+    # Republished from the stored row, each is the very event the batch built, not only its id.
+    for job in (ran, unrecorded):
+        published = [e for e in event_log.of(job.id) if e.HasField("job_completed")]
+        assert len(published) == 2
+        assert published[0] == published[1]

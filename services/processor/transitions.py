@@ -9,7 +9,7 @@ a no-op job's CPU.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, LiteralString
 
 from observatory.jobs.v1 import job_pb2
 from psycopg.rows import dict_row
@@ -110,49 +110,71 @@ def _returning(conn: store.Conn, sql: str, params: dict[str, Any]) -> Row:
 
 
 # -- Set-based forms of the common path, for a micro-batch whose rows the caller has locked ----
+# The id comes back as text (`id::text`): a uuid.UUID built per row only to be str()-ed again
+# cost more than the rest of the row. The id and attempt arrays go out in binary (`%b`): the
+# text form quotes every element through a regular expression.
 
-# Only what deciding, starting and concluding an attempt and building its event read of a row.
+# Locks in uuid order (`jobs.id`; a bare `id` would name the text column), so concurrent batches
+# cannot deadlock, reading only the given columns: timestamptz values cost the most to load.
 _LOCK_MANY = """
-SELECT id, status, attempts, max_attempts, cancel_requested, lease_until, created_at, updated_at,
-       next_attempt_at, last_error, worker, version, correlation_id
-FROM jobs WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE
+SELECT id::text AS id, {columns}
+FROM jobs WHERE id = ANY(%b::uuid[]) ORDER BY jobs.id FOR UPDATE
 """
+# What deciding and starting an attempt read of a row.
+_LOCK_TO_START = _LOCK_MANY.format(
+    columns="status, attempts, cancel_requested, lease_until, created_at, updated_at,"
+    " next_attempt_at"
+)
+# What telling whether a row still runs a given attempt of a given worker reads.
+_LOCK_TO_FINISH = _LOCK_MANY.format(columns="status, attempts, worker")
 
+# Each set-based write is one statement (data-modifying CTEs): its arrays are sent once, in one
+# round trip.
 _START_MANY = """
+WITH u AS (SELECT * FROM unnest(%(ids)b::uuid[], %(attempts)b::int[]) AS u(id, attempt)),
+recorded AS (
+    INSERT INTO job_attempts (job_id, number, started_at, worker)
+    SELECT u.id, u.attempt, %(now)s, %(worker)s FROM u
+    ON CONFLICT DO NOTHING
+)
 UPDATE jobs SET status = 'running', attempts = u.attempt, version = version + 1,
        started_at = COALESCE(started_at, %(now)s), updated_at = %(now)s, worker = %(worker)s,
        lease_until = %(lease_until)s, next_attempt_at = NULL
-FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
-WHERE jobs.id = u.id RETURNING jobs.id, jobs.version, jobs.updated_at, jobs.correlation_id
+FROM u WHERE jobs.id = u.id
+RETURNING jobs.id::text AS id, jobs.version, jobs.updated_at, jobs.correlation_id
 """
 
-_START_ATTEMPTS = """
-INSERT INTO job_attempts (job_id, number, started_at, worker)
-SELECT u.id, u.attempt, %(now)s, %(worker)s
-FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
-ON CONFLICT DO NOTHING
-"""
-
-_SUCCEED_ATTEMPTS = """
-UPDATE job_attempts a SET finished_at = %(now)s, outcome = 'succeeded', error = ''
-FROM unnest(%(ids)s::uuid[], %(attempts)s::int[]) AS u(id, attempt)
-WHERE a.job_id = u.id AND a.number = u.attempt
-RETURNING a.job_id, a.finished_at - a.started_at AS ran
-"""
-
+# `ran` is NULL for a job without attempt row k (never: the caller checked the attempt is ours).
 _COMPLETE_MANY = """
+WITH u AS (SELECT * FROM unnest(%(ids)b::uuid[], %(attempts)b::int[]) AS u(id, attempt)),
+finished AS (
+    UPDATE job_attempts a SET finished_at = %(now)s, outcome = 'succeeded', error = ''
+    FROM u WHERE a.job_id = u.id AND a.number = u.attempt
+    RETURNING a.job_id, a.finished_at - a.started_at AS ran
+)
 UPDATE jobs SET status = 'completed', version = version + 1, updated_at = %(now)s,
        lease_until = NULL, finished_at = %(now)s, next_attempt_at = NULL
-WHERE id = ANY(%(ids)s::uuid[])
-RETURNING id, attempts, worker, version, created_at, updated_at, correlation_id
+FROM u LEFT JOIN finished ON finished.job_id = u.id
+WHERE jobs.id = u.id
+RETURNING jobs.id::text AS id, jobs.attempts, jobs.worker, jobs.version, jobs.created_at,
+          jobs.updated_at, jobs.correlation_id, finished.ran
 """
 
 
-def lock_rows(conn: store.Conn, job_ids: list[str]) -> dict[str, Row]:
-    """Locks the rows of `job_ids` (in id order, so concurrent batches cannot deadlock)."""
+def lock_to_start(conn: store.Conn, job_ids: list[str]) -> dict[str, Row]:
+    """Locks the rows of `job_ids`: job id -> what deciding and starting an attempt read."""
+    return _lock_rows(conn, _LOCK_TO_START, job_ids)
+
+
+def lock_to_finish(conn: store.Conn, job_ids: list[str]) -> dict[str, Row]:
+    """Locks the rows of `job_ids`: job id -> whose attempt each runs (status, attempts, worker)."""
+    return _lock_rows(conn, _LOCK_TO_FINISH, job_ids)
+
+
+def _lock_rows(conn: store.Conn, sql: LiteralString, job_ids: list[str]) -> dict[str, Row]:
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(_LOCK_MANY, (job_ids,)).fetchall()
-    return {str(row["id"]): row for row in rows}
+        rows = cur.execute(sql, (job_ids,)).fetchall()
+    return {row["id"]: row for row in rows}
 
 
 def start_attempts(
@@ -163,7 +185,7 @@ def start_attempts(
     now: datetime,
     lease: timedelta,
 ) -> dict[str, Row]:
-    """`start_attempt` for many locked rows (job id -> attempt) in two statements; returns what
+    """`start_attempt` for many locked rows (job id -> attempt) in one statement; returns what
     job.started needs of each new row (id, version, updated_at, correlation_id)."""
     if not attempts:
         return {}
@@ -176,8 +198,7 @@ def start_attempts(
     }
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(_START_MANY, params).fetchall()
-        cur.execute(_START_ATTEMPTS, params)
-    return {str(row["id"]): row for row in rows}
+    return {row["id"]: row for row in rows}
 
 
 def complete_attempts(
@@ -190,7 +211,11 @@ def complete_attempts(
         return {}
     params = {"ids": list(attempts), "attempts": list(attempts.values()), "now": now}
     with conn.cursor(row_factory=dict_row) as cur:
-        finished = cur.execute(_SUCCEED_ATTEMPTS, params).fetchall()
         rows = cur.execute(_COMPLETE_MANY, params).fetchall()
-    ran: dict[str, timedelta] = {str(row["job_id"]): row["ran"] for row in finished}
-    return {str(row["id"]): (row, ran[str(row["id"])]) for row in rows}
+    completed: dict[str, tuple[Row, timedelta]] = {}
+    for row in rows:
+        ran = row.pop("ran")
+        if ran is None:
+            raise RuntimeError(f"job {row['id']}: no attempt {attempts[row['id']]} to complete")
+        completed[row["id"]] = (row, ran)
+    return completed

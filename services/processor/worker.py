@@ -45,6 +45,7 @@ from services.processor.decide import Action, RowState, Step, after_attempt, dec
 from services.processor.jobevents import (
     MAX_ATTEMPTS_EXHAUSTED,
     completed_event,
+    duration,
     event,
     last_event,
 )
@@ -209,8 +210,12 @@ class Worker:
         batch: Sequence[Incoming],
         settle: Settle,
     ) -> None:
+        # One labels() lookup per job type of the wave, not per job.
+        durations = {
+            kind: metrics.DURATION.labels(kind) for kind in {m.job.type for _, m, _ in results}
+        }
         for _, message, result in results:
-            metrics.DURATION.labels(message.job.type).observe(result.seconds)
+            durations[message.job.type].observe(result.seconds)
             log.log(
                 logging.DEBUG if result.error == "" else logging.INFO,
                 "job %s attempt %d ended: %s",
@@ -244,7 +249,7 @@ class Worker:
     def _begin_many(self, conn: store.Conn, items: list[Indexed]) -> dict[int, Effects]:
         """`_begin` for a batch: the RUN decisions in two statements, any other one alone."""
         now = utcnow()
-        rows = transitions.lock_rows(conn, [message.job.id for _, message in items])
+        rows = transitions.lock_to_start(conn, [message.job.id for _, message in items])
         effects: dict[int, Effects] = {}
         runs: dict[int, tuple[WorkMessage, Row]] = {}
         for index, message in items:
@@ -276,7 +281,7 @@ class Worker:
         """`_finish` for attempts that ended together: successes of attempts still ours in two
         statements, any other outcome alone."""
         now = utcnow()
-        rows = transitions.lock_rows(conn, [message.job.id for _, message, _ in results])
+        rows = transitions.lock_to_finish(conn, [message.job.id for _, message, _ in results])
         effects: dict[int, Effects] = {}
         succeeded: dict[int, WorkMessage] = {}
         for index, message, result in results:
@@ -386,9 +391,10 @@ class Worker:
             if attempt == 1
             else before["next_attempt_at"] or before["updated_at"]
         )
-        payload = event_pb2.JobStarted(attempt=attempt, worker=self.identity)
         queue_wait = max(now - (eligible_since or now), timedelta(0))
-        payload.queue_wait.FromTimedelta(queue_wait)
+        payload = event_pb2.JobStarted(
+            attempt=attempt, worker=self.identity, queue_wait=duration(queue_wait)
+        )
         return Effects(
             [event(started, job_started=payload)],
             counters=[metrics.STARTED],
