@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
-# Payload case -> (status the job is in afterwards, totals field, throughput field, order rank).
-# The rank orders events of one attempt that share an occurred_at (start < retry < terminal).
-_EFFECTS: dict[str, tuple[job_pb2.JobStatus.ValueType, str, str, int]] = {
-    "job_created": (job_pb2.JOB_STATUS_PENDING, "submitted", "submitted", 0),
-    "job_started": (job_pb2.JOB_STATUS_RUNNING, "started", "", 1),
-    "job_retry_scheduled": (job_pb2.JOB_STATUS_RETRY_SCHEDULED, "retried", "retried", 2),
-    "job_completed": (job_pb2.JOB_STATUS_COMPLETED, "completed", "completed", 3),
-    "job_failed": (job_pb2.JOB_STATUS_FAILED, "failed", "failed", 3),
-    "job_cancelled": (job_pb2.JOB_STATUS_CANCELLED, "cancelled", "", 3),
-    "job_dead_lettered": (job_pb2.JOB_STATUS_DEAD_LETTERED, "dead_lettered", "failed", 4),
+
+class _Effect(NamedTuple):
+    """What an event of one payload case changes."""
+
+    status: job_pb2.JobStatus.ValueType  # the job's status afterwards
+    totals_field: str
+    throughput_field: str
+    # Orders events of one attempt that share an occurred_at (start < retry < terminal).
+    rank: int
+    attempt_field: str  # the payload's attempt number; empty: it has none (attempt 0)
+
+
+_EFFECTS: dict[str, _Effect] = {
+    "job_created": _Effect(job_pb2.JOB_STATUS_PENDING, "submitted", "submitted", 0, ""),
+    "job_started": _Effect(job_pb2.JOB_STATUS_RUNNING, "started", "", 1, "attempt"),
+    "job_retry_scheduled": _Effect(
+        job_pb2.JOB_STATUS_RETRY_SCHEDULED, "retried", "retried", 2, "attempt"
+    ),
+    "job_completed": _Effect(job_pb2.JOB_STATUS_COMPLETED, "completed", "completed", 3, "attempt"),
+    "job_failed": _Effect(job_pb2.JOB_STATUS_FAILED, "failed", "failed", 3, "attempt"),
+    "job_cancelled": _Effect(job_pb2.JOB_STATUS_CANCELLED, "cancelled", "", 3, "attempt"),
+    "job_dead_lettered": _Effect(
+        job_pb2.JOB_STATUS_DEAD_LETTERED, "dead_lettered", "failed", 4, "attempts"
+    ),
 }
+_RUN_PAYLOADS = frozenset({"job_completed", "job_failed"})  # they carry run_duration
 
 TOTALS = ("submitted", "started", "retried", "completed", "failed", "cancelled", "dead_lettered")
 THROUGHPUT = ("submitted", "completed", "failed", "retried")
@@ -25,11 +40,13 @@ TERMINAL_PAYLOADS = frozenset({"job_completed", "job_failed", "job_cancelled", "
 
 
 class UnknownEventError(ValueError):
-    """The envelope has no payload this consumer knows (e.g. a newer contract)."""
+    """An envelope no consumer can count or store: no payload it knows (e.g. a newer contract),
+    no ids, or a time outside protobuf's range (year 1 to 9999)."""
 
 
-@dataclass(frozen=True)
-class EventFacts:
+# A NamedTuple, not a frozen dataclass: as immutable and hashable, and built several times
+# faster (a frozen dataclass sets each field through object.__setattr__): one per event.
+class EventFacts(NamedTuple):
     event_id: str
     idempotency_key: str
     job_id: str
@@ -45,40 +62,40 @@ class EventFacts:
     run_ms: int | None
 
 
-def _attempt(envelope: event_pb2.EventEnvelope, case: str) -> int:
-    payload = getattr(envelope, case)
-    if case == "job_dead_lettered":
-        return int(payload.attempts)
-    return int(getattr(payload, "attempt", 0))
-
-
 def facts_of(envelope: event_pb2.EventEnvelope) -> EventFacts:
     case = envelope.WhichOneof("payload")
     if case is None or case not in _EFFECTS:
         raise UnknownEventError(f"event {envelope.event_id!r}: no known payload")
-    if not envelope.event_id or not envelope.job_id:
-        raise UnknownEventError(f"event {envelope.event_id!r}: event_id and job_id are required")
-    status, totals_field, throughput_field, rank = _EFFECTS[case]
+    event_id, job_id = envelope.event_id, envelope.job_id
+    if not event_id or not job_id:
+        raise UnknownEventError(f"event {event_id!r}: event_id and job_id are required")
+    status, totals_field, throughput_field, rank, attempt_field = _EFFECTS[case]
+    payload = getattr(envelope, case)
     queue_wait_ms = run_ms = None
-    if case == "job_started" and envelope.job_started.HasField("queue_wait"):
-        queue_wait_ms = envelope.job_started.queue_wait.ToMilliseconds()
-    elif case == "job_completed" and envelope.job_completed.HasField("run_duration"):
-        run_ms = envelope.job_completed.run_duration.ToMilliseconds()
-    elif case == "job_failed" and envelope.job_failed.HasField("run_duration"):
-        run_ms = envelope.job_failed.run_duration.ToMilliseconds()
+    if case == "job_started":
+        if payload.HasField("queue_wait"):
+            queue_wait_ms = payload.queue_wait.ToMilliseconds()
+    elif case in _RUN_PAYLOADS and payload.HasField("run_duration"):
+        run_ms = payload.run_duration.ToMilliseconds()
+    attempt = getattr(payload, attempt_field) if attempt_field else 0
+    try:
+        occurred_ms = envelope.occurred_at.ToMilliseconds()
+    except ValueError as error:  # redelivered forever if it escaped: a poison event
+        raise UnknownEventError(f"event {event_id!r}: occurred_at: {error}") from error
+    # Positional: keyword arguments cost more than the tuple's construction itself.
     return EventFacts(
-        event_id=envelope.event_id,
-        idempotency_key=envelope.idempotency_key,
-        job_id=envelope.job_id,
-        status=status,
-        job_type=envelope.job_created.spec.type if case == "job_created" else "",
-        occurred_ms=envelope.occurred_at.ToMilliseconds(),
-        sequence=_attempt(envelope, case) * 10 + rank,
-        totals_field=totals_field,
-        throughput_field=throughput_field,
-        terminal=case in TERMINAL_PAYLOADS,
-        queue_wait_ms=queue_wait_ms,
-        run_ms=run_ms,
+        event_id,
+        envelope.idempotency_key,
+        job_id,
+        status,
+        payload.spec.type if case == "job_created" else "",  # job_type
+        occurred_ms,
+        attempt * 10 + rank,  # sequence
+        totals_field,
+        throughput_field,
+        case in TERMINAL_PAYLOADS,
+        queue_wait_ms,
+        run_ms,
     )
 
 

@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
@@ -59,3 +60,23 @@ def test_dead_lettered_counts_as_failed_throughput_and_terminal() -> None:
 def test_an_envelope_without_payload_is_rejected_by_id() -> None:
     with pytest.raises(UnknownEventError, match="e-1"):
         facts_of(event_pb2.EventEnvelope(event_id="e-1", job_id="j"))
+
+
+def test_times_are_whole_milliseconds_as_protobuf_converts_them() -> None:
+    story = JobStory(T0).created().started(1, 0).completed(1, 0)
+    _, started, completed = story.events
+    started.occurred_at.nanos = 7_999_999  # rounds down
+    # A producer's clock running behind gives a negative wait: rounded toward zero.
+    started.job_started.queue_wait.CopyFrom(Duration(nanos=-1_500_000))
+    completed.job_completed.run_duration.CopyFrom(Duration(seconds=2, nanos=999_999))
+    assert facts_of(started).occurred_ms == int(T0.timestamp()) * 1000 + 7
+    assert facts_of(started).queue_wait_ms == -1
+    assert facts_of(completed).run_ms == 2000
+
+
+def test_an_occurred_at_outside_protobufs_range_is_rejected_by_id() -> None:
+    # Raised as anything else, it would fail the consumer's whole batch at every redelivery.
+    envelope = JobStory(T0).created().events[0]
+    envelope.occurred_at.nanos = -1
+    with pytest.raises(UnknownEventError, match=f"{envelope.event_id}.*occurred_at"):
+        facts_of(envelope)

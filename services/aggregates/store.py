@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import redis
+from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2
 
 from services.aggregates.facts import TOTALS, EventFacts
@@ -190,25 +191,25 @@ FIELDS = 12  # values per event in _APPLY's ARGV
 # already (measured: 200 per call, ~4 % less Redis CPU per event for ~1.6x the hold time).
 EVENTS_PER_CALL = 100
 
+# status_key of every status, looked up once per event instead of formatted (unknown: formatted).
+_STATUS_KEYS = {status: status_key(status) for status in job_pb2.JobStatus.values()}
+
 
 def event_args(f: EventFacts) -> list[str | int]:
     """One event's FIELDS values for _APPLY."""
-
-    def optional(value: int | None) -> str:
-        return "" if value is None else str(value)
-
+    queue_wait_ms, run_ms = f.queue_wait_ms, f.run_ms
     return [
         f.event_id,
         f.idempotency_key,
         f.job_id,
-        status_key(f.status),
+        _STATUS_KEYS.get(f.status) or status_key(f.status),
         f.job_type,
         f.occurred_ms,
         f.sequence,
         f.totals_field,
         f.throughput_field,
-        optional(f.queue_wait_ms),
-        optional(f.run_ms),
+        "" if queue_wait_ms is None else str(queue_wait_ms),
+        "" if run_ms is None else str(run_ms),
         "1" if f.terminal else "0",
     ]
 
