@@ -2,19 +2,24 @@
 batch's own thread: lease renewals, deadlines, and endings grouped into waves.
 
 A thread per attempt (and one more to supervise it) cost more than a no-op job itself; here the
-job functions run on a pool whose threads are reused. Python cannot kill a thread, so a function
-that ignores its deadline is given up (TIMED_OUT, its later result ignored) and the pool is
-replaced, leaving the stuck thread behind, as `runner.run_attempt` does for one attempt.
+job functions run on a pool whose threads are reused. A batch's attempts wait in one queue, taken
+by runners on the pool's threads one attempt after another; a runner that takes an attempt while
+others still wait starts one more runner (up to the pool's size), so slow attempts still run side
+by side, while quick ones are run by a few threads without a future, a condition and a thread
+wake-up each (that was most of a no-op attempt's cost). Python cannot kill a thread, so a
+function that ignores its deadline is given up (TIMED_OUT, its later result ignored) and the pool
+is replaced, leaving the stuck thread behind, as `runner.run_attempt` does for one attempt.
 """
 
 from __future__ import annotations
 
 import queue
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 from observatory.jobs.v1 import job_pb2
@@ -34,16 +39,59 @@ class Attempt:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass
+class _Queued:
+    """The attempts of one `run` not yet started, and how many runners take them."""
+
+    waiting: deque[Attempt]
+    ended: queue.SimpleQueue[Ending]
+    runners: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def another_runner(self, most: int) -> bool:
+        """Counts one more runner if attempts still wait and fewer than `most` take them."""
+        with self.lock:
+            if self.waiting and self.runners < most:
+                self.runners += 1
+                return True
+            return False
+
+
 class AttemptPool:
     def __init__(self, size: int) -> None:
         self._size = size
+        self._closed = threading.Event()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ThreadPoolExecutor:
         return ThreadPoolExecutor(max_workers=self._size, thread_name_prefix="job")
 
     def close(self) -> None:
+        """Attempts not started yet are never started: their messages are redelivered."""
+        self._closed.set()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _add_runner(self, queued: _Queued) -> None:
+        if queued.another_runner(self._size) and not self._closed.is_set():
+            self._executor.submit(self._take, queued)
+
+    def _take(self, queued: _Queued) -> None:
+        """A runner: runs waiting attempts one after another until none waits (or the pool
+        closes); on taking its first one while others still wait, it starts one more runner."""
+        first = True
+        while not self._closed.is_set():
+            try:
+                attempt = queued.waiting.popleft()
+            except IndexError:
+                return
+            if first:
+                first = False
+                self._add_runner(queued)
+            try:
+                result = call(attempt.function, attempt.ctx, attempt.payload)
+            except BaseException as error:  # `call` catches Exception: still a failed attempt
+                result = AttemptResult(job_pb2.ATTEMPT_OUTCOME_FAILED, repr(error))
+            queued.ended.put((attempt.key, result))
 
     def run(
         self,
@@ -58,9 +106,7 @@ class AttemptPool:
         holds back the others). Every `interval` s, `heartbeat` gets the keys still running."""
         ended: queue.SimpleQueue[Ending] = queue.SimpleQueue()
         running = {attempt.key: attempt for attempt in attempts}
-        for attempt in attempts:
-            future = self._executor.submit(call, attempt.function, attempt.ctx, attempt.payload)
-            future.add_done_callback(partial(_report, ended, attempt.key))
+        self._add_runner(_Queued(deque(attempts), ended))
         next_beat = time.monotonic() + interval
         abandoned = False
         try:
@@ -103,16 +149,6 @@ def _collect(
         except queue.Empty:
             break
     return wave
-
-
-def _report(ended: queue.SimpleQueue[Ending], key: int, done: Future[AttemptResult]) -> None:
-    if done.cancelled():  # the pool closed at shutdown: the message is left for redelivery
-        return
-    error = done.exception()
-    if error is not None:  # `call` catches Exception; anything else is still a failed attempt
-        ended.put((key, AttemptResult(job_pb2.ATTEMPT_OUTCOME_FAILED, repr(error))))
-    else:
-        ended.put((key, done.result()))
 
 
 def _overran(seconds: float) -> AttemptResult:

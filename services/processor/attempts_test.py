@@ -102,3 +102,76 @@ def test_a_function_ignoring_its_deadline_is_given_up_and_the_pool_still_works()
     finally:
         stuck.set()
         pool.close()
+
+
+def test_slow_attempts_all_run_side_by_side_up_to_the_pool_size() -> None:
+    # Each waits until all 12 are running at once: a pool running fewer at a time times out.
+    together = threading.Barrier(12, timeout=5)
+
+    def meets_the_others(_ctx: JobContext, _payload: Mapping[str, Any]) -> None:
+        together.wait()
+
+    pool = AttemptPool(12)
+    try:
+        waves = list(
+            pool.run(
+                [attempt(n, meets_the_others) for n in range(12)],
+                linger_s=0.5,
+                interval=10,
+                heartbeat=lambda keys: None,
+            )
+        )
+    finally:
+        pool.close()
+    outcomes = {key: result.outcome for wave in waves for key, result in wave}
+    assert outcomes == dict.fromkeys(range(12), job_pb2.ATTEMPT_OUTCOME_SUCCEEDED)
+
+
+def test_an_attempt_raising_a_base_exception_fails_and_the_next_still_runs() -> None:
+    def exits(_ctx: JobContext, _payload: Mapping[str, Any]) -> None:
+        raise SystemExit(3)
+
+    pool = AttemptPool(1)  # one thread: the second attempt runs after the first on it
+    try:
+        waves = list(
+            pool.run(
+                [attempt(0, exits), attempt(1, instant)],
+                linger_s=0.5,
+                interval=10,
+                heartbeat=lambda keys: None,
+            )
+        )
+    finally:
+        pool.close()
+    outcomes = {key: result for wave in waves for key, result in wave}
+    assert outcomes[0].outcome == job_pb2.ATTEMPT_OUTCOME_FAILED
+    assert outcomes[0].error == "SystemExit(3)"
+    assert outcomes[1].outcome == job_pb2.ATTEMPT_OUTCOME_SUCCEEDED
+
+
+def test_attempts_not_started_when_the_pool_closes_never_start() -> None:
+    release, first_running = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def blocks(_ctx: JobContext, _payload: Mapping[str, Any]) -> None:
+        first_running.set()
+        release.wait(10)
+
+    def records(ctx: JobContext, _payload: Mapping[str, Any]) -> None:
+        ran.append(int(ctx.job_id.removeprefix("job-")))
+
+    pool = AttemptPool(1)
+    waves = pool.run(
+        [attempt(0, blocks), attempt(1, records), attempt(2, records)],
+        linger_s=0,
+        interval=10,
+        heartbeat=lambda keys: None,
+    )
+    runner = threading.Thread(target=lambda: next(waves))
+    runner.start()
+    assert first_running.wait(5)
+    pool.close()  # the service stops: 1 and 2 are left for redelivery
+    release.set()
+    runner.join(5)
+    time.sleep(0.2)
+    assert ran == []
