@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from observatory.jobs.v1 import job_pb2
 
-from services.common import postgres
-from services.jobstore import migrate, store
+from services.jobstore import store
+from services.jobstore.testing import scratch_connection
 from tools.testing.servers import PostgresServer
 from tools.testing.servers.fixtures import server_fixture
 
@@ -23,11 +23,8 @@ pg = server_fixture("pg", PostgresServer, scope="module")
 
 @pytest.fixture
 def conn(pg: PostgresServer) -> Iterator[store.Conn]:
-    with postgres.connect(pg.info.dsn) as connection:
-        migrate.migrate(connection)
-        connection.commit()
+    with scratch_connection(pg.info.dsn) as connection:
         yield connection
-        connection.rollback()
 
 
 def job(key: str = "", payload: dict[str, Any] | None = None) -> job_pb2.Job:

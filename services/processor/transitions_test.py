@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from observatory.jobs.v1 import job_pb2
 
-from services.common import postgres
-from services.jobstore import migrate, store
+from services.jobstore import store
+from services.jobstore.testing import scratch_connection
 from services.processor import jobevents, transitions
 from services.processor.testing import make_job
 from tools.testing.servers import PostgresServer
@@ -34,11 +34,8 @@ COMPARED = (
 
 @pytest.fixture
 def conn(pg: PostgresServer) -> Iterator[store.Conn]:
-    with postgres.connect(pg.info.dsn) as connection:
-        migrate.migrate(connection)
-        connection.commit()
+    with scratch_connection(pg.info.dsn) as connection:
         yield connection
-        connection.rollback()
 
 
 def insert(conn: store.Conn, count: int) -> list[str]:
