@@ -13,6 +13,7 @@ is replaced, leaving the stuck thread behind, as `runner.run_attempt` does for o
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -72,7 +73,8 @@ class AttemptPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _add_runner(self, queued: _Queued) -> None:
-        if queued.another_runner(self._size) and not self._closed.is_set():
+        """Raises RuntimeError if the pool is closed (as ThreadPoolExecutor.submit does)."""
+        if queued.another_runner(self._size):
             self._executor.submit(self._take, queued)
 
     def _take(self, queued: _Queued) -> None:
@@ -86,7 +88,9 @@ class AttemptPool:
                 return
             if first:
                 first = False
-                self._add_runner(queued)
+                # Closed meanwhile: no more runners, and this one still runs what it took.
+                with contextlib.suppress(RuntimeError):
+                    self._add_runner(queued)
             try:
                 result = call(attempt.function, attempt.ctx, attempt.payload)
             except BaseException as error:  # `call` catches Exception: still a failed attempt
