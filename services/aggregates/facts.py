@@ -82,20 +82,19 @@ def facts_of(envelope: event_pb2.EventEnvelope) -> EventFacts:
         occurred_ms = envelope.occurred_at.ToMilliseconds()
     except ValueError as error:  # redelivered forever if it escaped: a poison event
         raise UnknownEventError(f"event {event_id!r}: occurred_at: {error}") from error
-    # Positional: keyword arguments cost more than the tuple's construction itself.
     return EventFacts(
-        event_id,
-        envelope.idempotency_key,
-        job_id,
-        status,
-        payload.spec.type if case == "job_created" else "",  # job_type
-        occurred_ms,
-        attempt * 10 + rank,  # sequence
-        totals_field,
-        throughput_field,
-        case in TERMINAL_PAYLOADS,
-        queue_wait_ms,
-        run_ms,
+        event_id=event_id,
+        idempotency_key=envelope.idempotency_key,
+        job_id=job_id,
+        status=status,
+        job_type=payload.spec.type if case == "job_created" else "",
+        occurred_ms=occurred_ms,
+        sequence=attempt * 10 + rank,
+        totals_field=totals_field,
+        throughput_field=throughput_field,
+        terminal=case in TERMINAL_PAYLOADS,
+        queue_wait_ms=queue_wait_ms,
+        run_ms=run_ms,
     )
 
 
