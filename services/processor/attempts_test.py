@@ -8,6 +8,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from observatory.jobs.v1 import job_pb2
 
 from services.jobtypes.registry import JobContext, JobError
@@ -175,3 +176,10 @@ def test_attempts_not_started_when_the_pool_closes_never_start() -> None:
     runner.join(5)
     time.sleep(0.2)
     assert ran == []
+
+
+def test_a_closed_pool_refuses_a_batch() -> None:
+    pool = AttemptPool(2)
+    pool.close()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        next(pool.run([attempt(0, instant)], linger_s=0, interval=10, heartbeat=lambda k: None))
