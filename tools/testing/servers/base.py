@@ -231,19 +231,22 @@ class Server(ABC, Generic[InfoT]):
         self._logs.append(log)
         log.write(f"$ {shlex.join(argv)}\n".encode())
         log.flush()
-        child = subprocess.Popen(
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            cwd=self.state_dir,
-            start_new_session=True,
-        )
-        # Read before anyone can reap the child: an unreaped child keeps its /proc entry.
-        process = ProcessId.of(child.pid) or ProcessId(child.pid, -1)
-        self._spawned.append((child, process))
-        self._tracked.add(process)
+        # A SIGTERM/SIGINT handler raising mid-spawn would leave the child unrecorded: running
+        # and never stopped. Held back, it raises once the child is recorded.
+        with procs.signals_deferred():
+            child = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+            # Read before anyone can reap the child: an unreaped child keeps its /proc entry.
+            process = ProcessId.of(child.pid) or ProcessId(child.pid, -1)
+            self._spawned.append((child, process))
+            self._tracked.add(process)
         return process
 
     def _run(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> int:

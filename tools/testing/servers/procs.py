@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 _PROC = Path("/proc")
 
@@ -155,3 +157,34 @@ def wait_gone(processes: Iterable[ProcessId], timeout: float) -> set[ProcessId]:
 def kill_all(processes: Iterable[ProcessId]) -> None:
     for process in processes:
         process.signal(signal.SIGKILL)
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Runs the block with SIGINT and SIGTERM held back: their Python handlers run after it.
+
+    A handler that raises (SystemExit, KeyboardInterrupt) inside `subprocess.Popen` leaves the
+    forked child running and unknown to anyone who could stop it. Only the main thread runs
+    Python handlers and may swap them; elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[tuple[int, FrameType | None]] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, frame: caught.append((signum, frame)))
+        for signum in _DEFERRED
+    }
+    try:
+        yield
+    finally:
+        for deferred, handler in previous.items():
+            signal.signal(deferred, handler)
+        for signum, frame in caught:
+            handler = previous[signal.Signals(signum)]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)  # the default action, now that it is restored
