@@ -7,6 +7,8 @@ from typing import NamedTuple
 from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 
+from services.common import events
+
 
 class _Effect(NamedTuple):
     """What an event of one payload case changes."""
@@ -41,7 +43,8 @@ TERMINAL_PAYLOADS = frozenset({"job_completed", "job_failed", "job_cancelled", "
 
 class UnknownEventError(ValueError):
     """An envelope no consumer can count or store: no payload it knows (e.g. a newer contract),
-    no ids, or a time outside protobuf's range (year 1 to 9999)."""
+    no ids, an event type that is not its payload's, or a time outside protobuf's range (year 1
+    to 9999)."""
 
 
 # A NamedTuple, not a frozen dataclass: as immutable and hashable, and built several times
@@ -69,6 +72,10 @@ def facts_of(envelope: event_pb2.EventEnvelope) -> EventFacts:
     event_id, job_id = envelope.event_id, envelope.job_id
     if not event_id or not job_id:
         raise UnknownEventError(f"event {event_id!r}: event_id and job_id are required")
+    if envelope.event_type != events.event_type_of(case):  # the event store names it by type
+        raise UnknownEventError(
+            f"event {event_id!r}: event_type {envelope.event_type} does not match its {case}"
+        )
     status, totals_field, throughput_field, rank, attempt_field = _EFFECTS[case]
     payload = getattr(envelope, case)
     queue_wait_ms = run_ms = None

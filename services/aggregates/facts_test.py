@@ -80,3 +80,11 @@ def test_an_occurred_at_outside_protobufs_range_is_rejected_by_id() -> None:
     envelope.occurred_at.nanos = -1
     with pytest.raises(UnknownEventError, match=f"{envelope.event_id}.*occurred_at"):
         facts_of(envelope)
+
+
+def test_an_event_type_that_is_not_its_payloads_is_rejected_by_id() -> None:
+    # The event store names a document by its type: an unknown one would fail its batch forever.
+    envelope = JobStory(T0).created().events[0]
+    envelope.event_type = 99  # type: ignore[assignment]  # a newer contract's type
+    with pytest.raises(UnknownEventError, match=f"{envelope.event_id}.*event_type 99"):
+        facts_of(envelope)

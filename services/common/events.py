@@ -70,7 +70,7 @@ def envelope(
         raise ValueError(f"exactly one payload of {sorted(_ROUTING)} expected, got {list(payload)}")
     envelope = event_pb2.EventEnvelope(
         event_id=event_id(job_id, version),
-        event_type=_ROUTING[name][0],
+        event_type=event_type_of(name),
         correlation_id=correlation_id,
         idempotency_key=f"{job_id}/{version}",
         contract_version=CONTRACT_VERSION,
@@ -81,6 +81,11 @@ def envelope(
     envelope.producer.CopyFrom(producer)
     getattr(envelope, name).CopyFrom(message)
     return envelope
+
+
+def event_type_of(case: str) -> event_pb2.EventType.ValueType:
+    """The event type an envelope with payload `case` ("job_completed") carries."""
+    return _ROUTING[case][0]
 
 
 def routing_key(envelope: event_pb2.EventEnvelope) -> str:
