@@ -11,7 +11,7 @@ from services.processor.config import ProcessorConfig
 def test_local_defaults() -> None:
     config = ProcessorConfig.from_env(Env({}))
     assert (config.prefetch, config.concurrency, config.http_port) == (400, 4, 8082)
-    assert (config.batch_size, config.batch_wait_ms) == (100, 5)
+    assert (config.batch_size, config.batch_wait_ms) == (100, 30)
     assert config.http_host == "127.0.0.1"
     assert (config.retry_base_ms, config.retry_max_ms, config.lease_seconds) == (1000, 60_000, 10)
 

@@ -10,6 +10,7 @@ one `multiple=True` ack covers every settled delivery below the oldest unsettled
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -43,6 +44,7 @@ class Delivery:
     body: bytes
     headers: dict[str, object] | None
     unsettled: Unsettled  # the tags of `channel` not yet acked (used on the connection thread)
+    arrived: float  # time.monotonic() when the connection thread received it
 
 
 class Consumer:
@@ -64,6 +66,7 @@ class Consumer:
         # split each burst into slivers (a batch each), and a batch costs two transactions and
         # two confirm waits however few jobs it holds.
         self._intake = threading.Lock()
+        self._last_arrival = -math.inf  # of the newest delivery taken (under _intake)
         self.connected = threading.Event()
 
     def run(self) -> None:
@@ -105,8 +108,9 @@ class Consumer:
                 tag = method.delivery_tag
                 assert tag is not None
                 unsettled.delivered(tag)
+                arrived = time.monotonic()
                 self._deliveries.put(
-                    Delivery(session, connection, ch, tag, body, props.headers, unsettled)
+                    Delivery(session, connection, ch, tag, body, props.headers, unsettled, arrived)
                 )
 
             tag = channel.basic_consume(topology.WORK_QUEUE, on_work)
@@ -166,21 +170,27 @@ class Consumer:
             worker.close()
 
     def _take_batch(self) -> list[Delivery] | None:
-        """Up to batch_size deliveries: waits for one, then at most batch_wait_ms for more (one
-        worker at a time). None once stopping; deliveries of a lost connection are dropped
-        (redelivered)."""
+        """Up to batch_size deliveries (one worker at a time): waits for one, then takes those
+        already queued, and while deliveries are streaming in (this one came within batch_wait_ms
+        of the one before) waits up to batch_wait_ms for more. The first delivery after a quiet
+        spell is not held back: batching pays under load, and a lone job should not wait for
+        company. None once stopping; deliveries of a lost connection are dropped (redelivered)."""
         with self._intake:
             try:
                 first = self._deliveries.get(timeout=0.2)
             except queue.Empty:
                 return None if self._stop.is_set() else []
             batch = [first]
-            deadline = time.monotonic() + self._config.batch_wait_ms / 1000
+            wait_s = self._config.batch_wait_ms / 1000
+            streaming = first.arrived - self._last_arrival < wait_s
+            deadline = time.monotonic() + wait_s
             while len(batch) < self._config.batch_size:
+                timeout = max(deadline - time.monotonic(), 0) if streaming else 0
                 try:
-                    batch.append(self._deliveries.get(timeout=max(deadline - time.monotonic(), 0)))
+                    batch.append(self._deliveries.get(timeout=timeout))
                 except queue.Empty:
                     break
+            self._last_arrival = batch[-1].arrived
         # Not started before shutdown, or from a lost connection: the broker redelivers.
         if self._stop.is_set():
             return []

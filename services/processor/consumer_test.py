@@ -113,31 +113,33 @@ def test_grouped_acks_leave_exactly_the_unsettled_deliveries_queued(
 
 
 class BatchRecordingWorker(Worker):
-    """Acks everything; records the size of each batch it is handed (shared by all workers)."""
+    """Acks everything; records the size of each batch it is handed and when (shared by all
+    workers)."""
 
-    def __init__(self, sizes: list[int], expected: int, done: threading.Event) -> None:
-        self.sizes, self.expected, self.done = sizes, expected, done
+    def __init__(
+        self, batches: list[tuple[int, float]], expected: int, done: threading.Event
+    ) -> None:
+        self.batches, self.expected, self.done = batches, expected, done
 
     def handle_batch(self, batch: Sequence[Incoming], settle: Settle) -> None:
-        self.sizes.append(len(batch))
+        self.batches.append((len(batch), time.monotonic()))
         settle([(index, Disposition.ACK) for index in range(len(batch))])
-        if sum(self.sizes) >= self.expected:
+        if sum(size for size, _ in self.batches) >= self.expected:
             self.done.set()
 
     def close(self) -> None:
         pass
 
 
-def test_idle_workers_do_not_split_a_trickle_into_slivers(rabbitmq: RabbitMQServer) -> None:
-    # Four idle workers; eight messages arrive 30 ms apart, all within one batch wait: one worker
-    # gathers them into one batch (without the intake lock, idle workers took them one by one as
-    # batches of their own).
-    bodies = [f"job-{n}".encode() for n in range(8)]
-    config = consumer_config(rabbitmq, len(bodies), concurrency=4, batch_wait_ms=2000)
-    sizes: list[int] = []
+def batches_of(
+    rabbitmq: RabbitMQServer, config: ProcessorConfig, bodies: Sequence[bytes], gap_s: float
+) -> list[tuple[int, float]]:
+    """Publishes `bodies` `gap_s` apart to a running consumer: the batches its workers were
+    handed, as (size, seconds after the first publish)."""
+    batches: list[tuple[int, float]] = []
     done, stop = threading.Event(), threading.Event()
     consumer = Consumer(
-        config, stop, make_worker=lambda _name: BatchRecordingWorker(sizes, len(bodies), done)
+        config, stop, make_worker=lambda _name: BatchRecordingWorker(batches, len(bodies), done)
     )
     thread = threading.Thread(target=consumer.run, daemon=True)
     thread.start()
@@ -145,14 +147,34 @@ def test_idle_workers_do_not_split_a_trickle_into_slivers(rabbitmq: RabbitMQServ
     try:
         assert consumer.connected.wait(30), "the consumer did not connect"
         channel = amqp.confirmed_channel(connection)
+        first_published = time.monotonic()
         for body in bodies:
             channel.basic_publish(
                 topology.JOBS_EXCHANGE, topology.WORK_ROUTING_KEY, body, pika.BasicProperties()
             )
-            time.sleep(0.03)
-        assert done.wait(30), f"the consumer delivered only {sum(sizes)} messages"
+            time.sleep(gap_s)
+        assert done.wait(30), f"the consumer delivered only {batches} of {len(bodies)} messages"
     finally:
         connection.close()
         stop.set()
         thread.join(30)
-    assert sizes == [len(bodies)]
+    return [(size, at - first_published) for size, at in batches]
+
+
+def test_idle_workers_do_not_split_a_trickle_into_slivers(rabbitmq: RabbitMQServer) -> None:
+    # Four idle workers; eight messages arrive 30 ms apart, all within one batch wait. The first
+    # comes after a quiet spell and is handed over at once; one worker gathers the seven that
+    # stream in behind it into one batch (without the intake lock, idle workers took them one
+    # by one as batches of their own).
+    bodies = [f"job-{n}".encode() for n in range(8)]
+    config = consumer_config(rabbitmq, len(bodies), concurrency=4, batch_wait_ms=2000)
+    sizes = [size for size, _ in batches_of(rabbitmq, config, bodies, gap_s=0.03)]
+    assert sizes == [1, 7]
+
+
+def test_a_lone_delivery_is_not_held_for_the_batch_wait(rabbitmq: RabbitMQServer) -> None:
+    # A quiet queue, a 5 s batch wait, one job: it is handed over at once, not after 5 s.
+    config = consumer_config(rabbitmq, 10, concurrency=1, batch_wait_ms=5000)
+    [(size, after)] = batches_of(rabbitmq, config, [b"job-1"], gap_s=0)
+    assert size == 1
+    assert after < 2.5, f"handed over {after:.1f} s after its publish"
