@@ -34,6 +34,10 @@ from services.processor.worker import Disposition, Incoming, Worker
 
 log = logging.getLogger(__name__)
 
+# Deliveries of one burst (one publish of several jobs) reach the queue this close together;
+# after a quiet spell a batch takes them with it, then goes.
+BURST_GAP_S = 0.002
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -170,9 +174,9 @@ class Consumer:
             worker.close()
 
     def _take_batch(self) -> list[Delivery] | None:
-        """Up to batch_size deliveries (one worker at a time): waits for one, then takes those
-        already queued, and while deliveries are streaming in (this one came within batch_wait_ms
-        of the one before) waits up to batch_wait_ms for more. The first delivery after a quiet
+        """Up to batch_size deliveries (one worker at a time): waits for one, then takes the rest
+        of its burst, and while deliveries are streaming in (this one came within batch_wait_ms
+        of the one before) waits up to batch_wait_ms for more. The first burst after a quiet
         spell is not held back: batching pays under load, and a lone job should not wait for
         company. None once stopping; deliveries of a lost connection are dropped (redelivered)."""
         with self._intake:
@@ -185,9 +189,11 @@ class Consumer:
             streaming = first.arrived - self._last_arrival < wait_s
             deadline = time.monotonic() + wait_s
             while len(batch) < self._config.batch_size:
-                timeout = max(deadline - time.monotonic(), 0) if streaming else 0
+                left = max(deadline - time.monotonic(), 0)
                 try:
-                    batch.append(self._deliveries.get(timeout=timeout))
+                    batch.append(
+                        self._deliveries.get(timeout=left if streaming else min(left, BURST_GAP_S))
+                    )
                 except queue.Empty:
                     break
             self._last_arrival = batch[-1].arrived

@@ -10,6 +10,7 @@ import pika
 import pytest
 
 from services.common import amqp, rabbitmq_management, topology
+from services.processor import consumer as consumer_module
 from services.processor.config import ProcessorConfig
 from services.processor.consumer import Consumer
 from services.processor.worker import Disposition, Incoming, Settle, Worker
@@ -178,3 +179,17 @@ def test_a_lone_delivery_is_not_held_for_the_batch_wait(rabbitmq: RabbitMQServer
     [(size, after)] = batches_of(rabbitmq, config, [b"job-1"], gap_s=0)
     assert size == 1
     assert after < 2.5, f"handed over {after:.1f} s after its publish"
+
+
+def test_a_burst_after_a_quiet_spell_goes_as_one_batch_at_once(
+    rabbitmq: RabbitMQServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Five jobs published back to back onto a quiet queue, a 5 s batch wait: one batch, handed
+    # over at once (the four behind the first are its burst, not a stream to wait for). The
+    # burst gap is widened so that a loaded test machine cannot split the burst.
+    monkeypatch.setattr(consumer_module, "BURST_GAP_S", 0.2)
+    config = consumer_config(rabbitmq, 10, concurrency=1, batch_wait_ms=5000)
+    bodies = [f"job-{n}".encode() for n in range(5)]
+    [(size, after)] = batches_of(rabbitmq, config, bodies, gap_s=0)
+    assert size == 5
+    assert after < 2.5, f"handed over {after:.1f} s after the first publish"
