@@ -36,7 +36,9 @@ def wait_until_holding_work(stack: Stack, victim: ServiceProcess) -> int:
             ).fetchone()
             return int(row[0]) if row else 0
 
-        return wait_for(held, what=f"processor {victim.pid} to hold work", interval=0.005)
+        return wait_for(
+            held, what=f"processor {victim.pid} to hold work", timeout=60, interval=0.005
+        )
 
 
 def dead(process: ServiceProcess) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,10 @@ def supervise(root: Path, processors: int, ports: dict[str, int]) -> int:
     store = StateStore(root)
     store.create()
     parts = components(ports, processors)
-    stop = shutdown_event()
 
     def factory(component: Component) -> Server[Any]:
         return make_server(component, store.component_dir(component.name), ports, processors)
 
     supervisor = Supervisor(store, parts, factory, initial_record(parts, ports, processors))
-    signal.signal(SIGNAL_REPAIR, lambda _signum, _frame: supervisor.repair_requested.set())
+    stop = shutdown_event(also={SIGNAL_REPAIR: supervisor.repair_requested})
     return supervisor.run(stop)
