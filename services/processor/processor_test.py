@@ -25,7 +25,8 @@ from services.common.wire import (
     EVENT_BATCH_MESSAGE_TYPE,
     VERSION_HEADER,
 )
-from services.jobstore import migrate, store
+from services.jobstore import store
+from services.jobstore.testing import migrated_connection
 from services.processor import service
 from services.processor.cancels import CancelRegistry
 from services.processor.config import ProcessorConfig
@@ -86,9 +87,7 @@ def channel(rabbitmq: RabbitMQServer, processor: threading.Thread) -> Iterator[C
 
 @pytest.fixture(scope="module")
 def conn(pg: PostgresServer) -> Iterator[store.Conn]:
-    with postgres.connect(pg.info.dsn) as connection:
-        migrate.migrate(connection)
-        connection.commit()
+    with migrated_connection(pg.info.dsn) as connection:
         yield connection
 
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from observatory.jobs.v1 import job_pb2
 
-from services.common import amqp, postgres, topology
-from services.jobstore import migrate, store
+from services.common import amqp, topology
+from services.jobstore import store
+from services.jobstore.testing import migrated_connection
 from services.processor.observe import EventLog, wait_status
 from services.processor.testing import make_job, submit
 from tools.testing.servers import PostgresServer, RabbitMQServer
@@ -103,9 +104,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     channel = amqp.confirmed_channel(connection)
     topology.declare(channel)
     events = EventLog(channel)
-    with postgres.connect(pg.info.dsn) as conn:
-        migrate.migrate(conn)
-        conn.commit()
+    with migrated_connection(pg.info.dsn) as conn:
         victim = processors.start()
         processors.start()
         rng = random.Random(7)
@@ -183,9 +182,7 @@ def test_sigterm_lets_running_jobs_finish(
     connection = amqp.connect(rabbitmq.info.amqp_url, connection_name="sigterm-test")
     channel = amqp.confirmed_channel(connection)
     topology.declare(channel)
-    with postgres.connect(pg.info.dsn) as conn:
-        migrate.migrate(conn)
-        conn.commit()
+    with migrated_connection(pg.info.dsn) as conn:
         processor = processors.start()
         job = make_job("sleep", {"seconds": 1.5})
         submit(conn, channel, job)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.common import postgres
-from services.jobstore import migrate
+from services.jobstore.testing import migrated_connection
 from tools.bench import seed
 from tools.testing.servers import PostgresServer
 
@@ -17,9 +17,8 @@ def test_seeding_fills_the_table_up_to_the_total_and_only_once(
     postgres_server: PostgresServer,
 ) -> None:
     dsn = postgres_server.info.dsn
-    with postgres.connect(dsn) as conn:
-        migrate.migrate(conn)
-        conn.commit()
+    with migrated_connection(dsn):
+        pass
     messages: list[str] = []
     assert seed.seed(dsn, 2500, progress=messages.append) == 2500
     assert messages  # progress is reported
