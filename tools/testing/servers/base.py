@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar, Generic, TypeVar
+from typing import IO, Any, ClassVar, Generic, TypeVar
 
 from tools.testing.servers import procs, registry
 from tools.testing.servers.procs import ProcessId
@@ -229,19 +229,11 @@ class Server(ABC, Generic[InfoT]):
         """Starts a long-running process in its own session, output appended to the log."""
         log = self.log_path.open("ab")
         self._logs.append(log)
-        log.write(f"$ {shlex.join(argv)}\n".encode())
-        log.flush()
         # A SIGTERM/SIGINT handler raising mid-spawn would leave the child unrecorded: running
         # and never stopped. Held back, it raises once the child is recorded.
         with procs.signals_deferred():
             child = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=dict(env),
-                cwd=self.state_dir,
-                start_new_session=True,
+                list(argv), **self._logged(log, argv, env), start_new_session=True
             )
             # Read before anyone can reap the child: an unreaped child keeps its /proc entry.
             process = ProcessId.of(child.pid) or ProcessId(child.pid, -1)
@@ -252,23 +244,29 @@ class Server(ABC, Generic[InfoT]):
     def _run(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> int:
         """Runs a short helper command (initdb, rabbitmqctl...) with output in the log."""
         with self.log_path.open("ab") as log:
-            log.write(f"$ {shlex.join(argv)}\n".encode())
-            log.flush()
             try:
                 result = subprocess.run(
-                    list(argv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=dict(env),
-                    cwd=self.state_dir,
-                    timeout=timeout,
-                    check=False,
+                    list(argv), **self._logged(log, argv, env), timeout=timeout, check=False
                 )
             except subprocess.TimeoutExpired as error:
                 message = f"{self.name}: {shlex.join(argv)} did not finish in {timeout:g}s"
                 raise ServerError(message) from error
         return result.returncode
+
+    def _logged(
+        self, log: IO[bytes], argv: Sequence[str], env: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Writes the command line to the log; the subprocess arguments of a child whose output
+        goes there, in the state dir, with `env` and no input."""
+        log.write(f"$ {shlex.join(argv)}\n".encode())
+        log.flush()
+        return {
+            "stdin": subprocess.DEVNULL,
+            "stdout": log,
+            "stderr": subprocess.STDOUT,
+            "env": dict(env),
+            "cwd": self.state_dir,
+        }
 
     def _run_checked(self, argv: Sequence[str], *, env: Mapping[str, str], timeout: float) -> None:
         status = self._run(argv, env=env, timeout=timeout)
