@@ -1,11 +1,13 @@
 """Live aggregates in Redis: written by the metrics engine, read by the read model.
 
 Events are applied by one Lua script (a run of events per call, one round trip per batch), so
-each event's deduplication (a seen-key per event id and per idempotency key, kept a day) and its
+each event's deduplication (its event id and idempotency key marked in its job's hash) and its
 counter updates happen atomically: a redelivered or replayed event changes nothing.
 Keys (all under PREFIX):
-  seen:<event_id>, seen:key:<idempotency_key>   dedupe markers (TTL SEEN_TTL_S)
-  job:<job_id>     hash: status, type, created_ms, ord_t, ord_s (the job's latest applied event)
+  job:<job_id>     hash: status, type, created_ms, ord_t, ord_s (the job's latest applied event),
+                   and the markers of the job's applied events: e:<event_id>, and k:<idempotency
+                   key> (an event's idempotency key names a change of its job: "<job_id>/..."
+                   is marked without the job id)
   status           hash: status name -> jobs currently in it
   type:<type>      hash: status name -> jobs of that type currently in it;  types: set of types
   totals           hash: submitted, started, retried, completed, failed, cancelled, dead_lettered
@@ -16,7 +18,12 @@ Keys (all under PREFIX):
                    minute's tp:s, tp:m and lat keys, so readers re-read only changed minutes
   version          events applied in all; epoch: a random id set by the first write to an
                    empty store (readers drop what they hold when it changes) - see snapshot.py
-Job hashes are kept without expiry: a job's status must be known to move its count later.
+A job hash is kept until SEEN_TTL_S after its job completed, and without expiry in any other
+status: a job's status must be known to move its count later, and RetryJob can re-queue a failed,
+cancelled or dead-lettered job at any time. Markers in the job's hash, not a key per event, make
+Redis's memory grow with jobs, not events, and bound it: completed jobs leave after a day. A store
+written before kept a seen:<event_id> and a seen:key:<idempotency_key> key per event, for a day:
+for a job hash from then (no marker, or `legacy` set) the script still consults them.
 stats() (snapshot.py) reads at most a fixed number of keys (its cost does not grow with the
 event rate): counts, 120 throughput hashes and 3 x 6 latency histograms of at most a few hundred
 fields each, and after the first call only the minutes whose generation changed.
@@ -54,19 +61,20 @@ __all__ = ["LATENCY_KINDS", "LATENCY_WINDOW_MS", "PREFIX", "Aggregates", "status
 
 # Applies a run of events in order; returns one 0/1 per event (1: new). ARGV: prefix, seen TTL,
 # latency-histogram TTL, second-bucket TTL, minute-bucket TTL, histogram growth, the epoch to
-# set if the store has none, then FIELDS values per event. The bucket index is
-# histogram.bucket_of's formula.
-# Only the dedupe markers are written per event. The call is atomic, so the rest is gathered
-# first and written once at the end (the same end state, far fewer commands): each touched job
-# hash is read once and written once (later events of a job see the earlier ones through
-# `jobs`), and each counter gets one HINCRBY/INCRBY of its summed delta (none if it nets to 0:
-# readers take a missing field as 0) and each expiring key one EXPIRE.
+# set if the store has none, the final status (whose job hash expires), then FIELDS values per
+# event. The bucket index is histogram.bucket_of's formula.
+# The call is atomic, so its writes are gathered first and made once at the end (the same end
+# state, far fewer commands): each touched job hash is read once and written once, with its
+# new event markers (later events of a job see the earlier ones through `jobs`), and each
+# counter gets one HINCRBY/INCRBY of its summed delta (none if it nets to 0: readers take a
+# missing field as 0) and each expiring key one EXPIRE.
 _APPLY = """
 local p = ARGV[1]
 local ttl, lat_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local sec_ttl, min_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local log_growth = math.log(tonumber(ARGV[6]))
-local jobs, job_keys = {}, {}  -- job key -> {status, type, created_ms, ord_t, ord_s, dirty flags}
+local final = ARGV[8]
+local jobs, job_keys = {}, {}  -- job key -> {status, ..., fields (the hash), new markers, flags}
 local counters, counter_keys = {}, {}  -- key -> {ttl, n (INCRBY), fields, delta by field}
 local new_types, type_list = {}, {}
 local function add(key, field, n, key_ttl)
@@ -88,13 +96,27 @@ end
 local function job(jk)
   local j = jobs[jk]
   if not j then
-    local cur = redis.call('HMGET', jk, 'status', 'type', 'created_ms', 'ord_t', 'ord_s')
-    j = {status = cur[1], type = cur[2], created_ms = cur[3] and tonumber(cur[3]),
-         ord_t = cur[4] and tonumber(cur[4]), ord_s = cur[5] and tonumber(cur[5])}
+    local cur, h, marked = redis.call('HGETALL', jk), {}, false
+    for i = 1, #cur, 2 do
+      h[cur[i]] = cur[i + 1]
+      marked = marked or string.sub(cur[i], 2, 2) == ':'
+    end
+    j = {status = h.status, type = h.type, created_ms = tonumber(h.created_ms),
+         ord_t = tonumber(h.ord_t), ord_s = tonumber(h.ord_s), fields = h, new_markers = {},
+         legacy = h.legacy ~= nil or (#cur > 0 and not marked)}
     jobs[jk] = j
     job_keys[#job_keys + 1] = jk
   end
   return j
+end
+-- Marks an event id or idempotency key in its job's hash; false if it was marked already (or,
+-- in a store written before the markers moved there, has its former seen-key).
+local function first_time(j, field, former_key)
+  if j.fields[field] then return false end
+  if j.legacy and redis.call('EXISTS', p .. former_key) == 1 then return false end
+  j.fields[field] = '1'
+  j.new_markers[#j.new_markers + 1] = field
+  return true
 end
 local minute_keys = {}  -- epoch minute -> its keys (built once per call, not per event)
 local function keys_of(minute)
@@ -115,14 +137,17 @@ local function sample(key, value)
 end
 local function apply(a)
   local eid, ikey = ARGV[a], ARGV[a + 1]
-  if not redis.call('SET', p .. 'seen:' .. eid, '1', 'NX', 'EX', ttl) then return 0 end
-  if ikey ~= '' and not redis.call('SET', p .. 'seen:key:' .. ikey, '1', 'NX', 'EX', ttl) then
-    return 0
+  local jid = ARGV[a + 2]
+  local j = job(p .. 'job:' .. jid)
+  if not first_time(j, 'e:' .. eid, 'seen:' .. eid) then return 0 end
+  if ikey ~= '' then
+    local own = jid .. '/'  -- a key naming its own job is marked without the job id
+    if string.sub(ikey, 1, #own) == own then own = string.sub(ikey, #own + 1) else own = ikey end
+    if not first_time(j, 'k:' .. own, 'seen:key:' .. ikey) then return 0 end
   end
   local occ, seq = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
   local mk = keys_of(math.floor(occ / 60000))
   add(mk.gen, nil, 1, min_ttl)
-  local j = job(p .. 'job:' .. ARGV[a + 2])
   local new_status, job_type = ARGV[a + 3], ARGV[a + 4]
   if job_type ~= '' and not j.type then
     -- the type arrives with job.created, possibly after later events of the job
@@ -157,7 +182,7 @@ local function apply(a)
 end
 if redis.call('EXISTS', p .. 'epoch') == 0 then redis.call('SET', p .. 'epoch', ARGV[7]) end
 local applied, new = {}, 0
-for a = 8, #ARGV, 12 do
+for a = 9, #ARGV, 12 do
   applied[#applied + 1] = apply(a)
   new = new + applied[#applied]
 end
@@ -169,7 +194,16 @@ for _, jk in ipairs(job_keys) do
       set[#set + 1] = v
     end
   end
+  if j.legacy and not j.fields.legacy then  -- it stays one once it has markers
+    set[#set + 1] = 'legacy'
+    set[#set + 1] = 1
+  end
+  for _, field in ipairs(j.new_markers) do
+    set[#set + 1] = field
+    set[#set + 1] = 1
+  end
   if #set > 0 then redis.call('HSET', jk, unpack(set)) end
+  if j.status_dirty and j.status == final then redis.call('EXPIRE', jk, ttl) end
 end
 if #type_list > 0 then redis.call('SADD', p .. 'types', unpack(type_list)) end
 for _, key in ipairs(counter_keys) do
@@ -186,13 +220,16 @@ return applied
 FIELDS = 12  # values per event in _APPLY's ARGV
 
 # Bounds how long one script call holds Redis (other clients wait meanwhile): ~1.5 ms on this
-# 2-core box. Larger calls save little now: what is left per event (dedupe markers, job hashes)
+# 2-core box. Larger calls save little now: what is left per event (its job hash and marker)
 # does not shrink with the call, and the summed counter writes are under one command per event
 # already (measured: 200 per call, ~4 % less Redis CPU per event for ~1.6x the hold time).
 EVENTS_PER_CALL = 100
 
 # status_key of every status, looked up once per event instead of formatted (unknown: formatted).
 _STATUS_KEYS = {status: status_key(status) for status in job_pb2.JobStatus.values()}
+# Only a completed job's hash expires (SEEN_TTL_S after it completed): RetryJob can re-queue a
+# failed, cancelled or dead-lettered job at any time, and moving its count needs its status.
+_FINAL_STATUS_KEY = _STATUS_KEYS[job_pb2.JOB_STATUS_COMPLETED]
 
 
 def event_args(f: EventFacts) -> list[str | int]:
@@ -237,6 +274,7 @@ class Aggregates:
                 MINUTE_BUCKET_TTL_S,
                 repr(GROWTH),
                 self._epoch,
+                _FINAL_STATUS_KEY,
             ]
             for facts in batch[start : start + EVENTS_PER_CALL]:
                 args += event_args(facts)

@@ -20,6 +20,7 @@ from services.aggregates.store import (
     MINUTE_BUCKET_TTL_S,
     PREFIX,
     SECOND_BUCKET_TTL_S,
+    SEEN_TTL_S,
     Aggregates,
 )
 from services.common import redis_store
@@ -44,6 +45,72 @@ def test_duplicates_inside_and_across_batches_count_once(redis_server: RedisServ
     assert (totals["submitted"], totals["started"], totals["completed"]) == (60, 60, 60)
     by_status = {c.status: c.count for c in aggregates.stats().by_status if c.count}
     assert list(by_status.values()) == [60]  # every job counted once, as completed
+
+
+def test_a_job_keeps_its_markers_in_its_hash_which_expires_a_day_after_it_completed(
+    redis_server: RedisServer,
+) -> None:
+    """No key per event, so Redis's memory grows with jobs, not events; a completed job's state
+    is dropped after the dedupe window, and any other job's is kept (RetryJob may move it)."""
+    client = redis_store.connect(redis_server.info.url)
+    aggregates = Aggregates(client)
+    now = datetime.now(UTC)
+    done = JobStory(now).created().started(1, 5).completed(1, 10)
+    failed = JobStory(now).created().started(1, 5).failed(1, 10)
+    running = JobStory(now).created().started(1, 5)
+    aggregates.apply([facts_of(e) for story in (done, failed, running) for e in story.events])
+
+    assert client.keys(PREFIX + "seen:*") == []
+    assert len(client.keys(PREFIX + "job:*")) == 3
+    assert client.hgetall(PREFIX + "job:" + done.job_id).keys() >= {
+        "status",
+        *(f"e:{e.event_id}" for e in done.events),
+    }
+    assert SEEN_TTL_S - 60 < client.ttl(PREFIX + "job:" + done.job_id) <= SEEN_TTL_S
+    assert client.ttl(PREFIX + "job:" + failed.job_id) == -1  # no expiry
+    assert client.ttl(PREFIX + "job:" + running.job_id) == -1
+
+
+def test_a_change_republished_under_a_new_event_id_counts_once(redis_server: RedisServer) -> None:
+    """The idempotency key names the change: a producer that re-publishes it after a crash may
+    mint a new event id, in the same call or a later one. A key naming another job is its own."""
+    aggregates = Aggregates(redis_store.connect(redis_server.info.url))
+    story = JobStory(datetime.now(UTC)).created().started(1, 5).completed(1, 10)
+    created, started, completed = (facts_of(e) for e in story.events)
+    assert aggregates.apply([created, started, started._replace(event_id="copy-1")]) == [
+        True,
+        True,
+        False,
+    ]
+    assert aggregates.apply([completed._replace(event_id="copy-2"), completed]) == [True, False]
+    custom = JobStory(datetime.now(UTC)).created()
+    shared_key = [
+        facts_of(e)._replace(idempotency_key="shared") for e in (*story.events, *custom.events)
+    ]
+    assert aggregates.apply([shared_key[0], shared_key[1], shared_key[3]]) == [False, False, True]
+    totals = aggregates.totals()
+    assert (totals["submitted"], totals["started"], totals["completed"]) == (2, 1, 1)
+
+
+def test_events_marked_by_the_former_seen_keys_still_count_once(redis_server: RedisServer) -> None:
+    """A store written before the markers moved into the job hash: its seen:<event_id> keys
+    (kept a day) still stop a redelivery of an event applied then."""
+    client = redis_store.connect(redis_server.info.url)
+    aggregates = Aggregates(client)
+    story = JobStory(datetime.now(UTC)).created().started(1, 5).completed(1, 10)
+    created, started, completed = (facts_of(e) for e in story.events)
+    assert aggregates.apply([created]) == [True]
+    job_key = PREFIX + "job:" + story.job_id  # as the former script left it: no e: field
+    marker = "k:" + created.idempotency_key.removeprefix(story.job_id + "/")
+    assert client.hdel(job_key, f"e:{created.event_id}", marker) == 2
+    client.set(PREFIX + "seen:" + created.event_id, "1", ex=SEEN_TTL_S)
+    client.set(PREFIX + "seen:key:" + started.idempotency_key, "1", ex=SEEN_TTL_S)  # as if applied
+
+    # ...and still after the first new marker is written to the job's hash.
+    assert aggregates.apply([completed, created]) == [True, False]
+    assert aggregates.apply([created, started]) == [False, False]
+    assert aggregates.totals()["submitted"] == 1
+    assert aggregates.totals()["started"] == 0
 
 
 def test_an_empty_batch_changes_nothing(redis_server: RedisServer) -> None:
