@@ -18,12 +18,12 @@ Keys (all under PREFIX):
                    minute's tp:s, tp:m and lat keys, so readers re-read only changed minutes
   version          events applied in all; epoch: a random id set by the first write to an
                    empty store (readers drop what they hold when it changes) - see snapshot.py
-A job hash is kept until SEEN_TTL_S after its job completed, and without expiry in any other
-status: a job's status must be known to move its count later, and RetryJob can re-queue a failed,
-cancelled or dead-lettered job at any time. Markers in the job's hash, not a key per event, make
-Redis's memory grow with jobs, not events, and bound it: completed jobs leave after a day. A store
-written before kept a seen:<event_id> and a seen:key:<idempotency_key> key per event, for a day:
-for a job hash from then (no marker, or `legacy` set) the script still consults them.
+A job hash is kept until COMPLETED_JOB_TTL_S after its job completed, and without expiry in any
+other status: a job's status must be known to move its count later, and RetryJob can re-queue a
+failed, cancelled or dead-lettered job at any time. Markers in the job's hash, not a key per
+event, make Redis's memory grow with jobs, not events, and bound it: completed jobs leave after a
+day. A store written before kept a seen:<event_id> and a seen:key:<idempotency_key> key per event,
+for a day: for a job hash from then (no marker, or `legacy` set) the script still consults them.
 stats() (snapshot.py) reads at most a fixed number of keys (its cost does not grow with the
 event rate): counts, 120 throughput hashes and 3 x 6 latency histograms of at most a few hundred
 fields each, and after the first call only the minutes whose generation changed.
@@ -52,14 +52,15 @@ from services.aggregates.snapshot import (
 )
 
 PREFIX = "agg:"
-SEEN_TTL_S = 24 * 3600
+# How long a completed job's hash, and so the dedupe of its events, outlives its completion.
+COMPLETED_JOB_TTL_S = 24 * 3600
 # Latency is kept per minute: stats() sums the minutes overlapping the window (5 to 6 minutes).
 LATENCY_BUCKET_TTL_S = LATENCY_WINDOW_MS // 1000 + 2 * 60
 SECOND_BUCKET_TTL_S = 3600 + 60
 MINUTE_BUCKET_TTL_S = 24 * 3600
 __all__ = ["LATENCY_KINDS", "LATENCY_WINDOW_MS", "PREFIX", "Aggregates", "status_key"]
 
-# Applies a run of events in order; returns one 0/1 per event (1: new). ARGV: prefix, seen TTL,
+# Applies a run of events in order; returns one 0/1 per event (1: new). ARGV: prefix, job TTL,
 # latency-histogram TTL, second-bucket TTL, minute-bucket TTL, histogram growth, the epoch to
 # set if the store has none, the final status (whose job hash expires), then FIELDS values per
 # event. The bucket index is histogram.bucket_of's formula.
@@ -70,7 +71,7 @@ __all__ = ["LATENCY_KINDS", "LATENCY_WINDOW_MS", "PREFIX", "Aggregates", "status
 # missing field as 0) and each expiring key one EXPIRE.
 _APPLY = """
 local p = ARGV[1]
-local ttl, lat_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local job_ttl, lat_ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
 local sec_ttl, min_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
 local log_growth = math.log(tonumber(ARGV[6]))
 local final = ARGV[8]
@@ -203,7 +204,7 @@ for _, jk in ipairs(job_keys) do
     set[#set + 1] = 1
   end
   if #set > 0 then redis.call('HSET', jk, unpack(set)) end
-  if j.status_dirty and j.status == final then redis.call('EXPIRE', jk, ttl) end
+  if j.status_dirty and j.status == final then redis.call('EXPIRE', jk, job_ttl) end
 end
 if #type_list > 0 then redis.call('SADD', p .. 'types', unpack(type_list)) end
 for _, key in ipairs(counter_keys) do
@@ -227,8 +228,8 @@ EVENTS_PER_CALL = 100
 
 # status_key of every status, looked up once per event instead of formatted (unknown: formatted).
 _STATUS_KEYS = {status: status_key(status) for status in job_pb2.JobStatus.values()}
-# Only a completed job's hash expires (SEEN_TTL_S after it completed): RetryJob can re-queue a
-# failed, cancelled or dead-lettered job at any time, and moving its count needs its status.
+# Only a completed job's hash expires: RetryJob can re-queue a failed, cancelled or dead-lettered
+# job at any time, and moving its count needs its status.
 _FINAL_STATUS_KEY = _STATUS_KEYS[job_pb2.JOB_STATUS_COMPLETED]
 
 
@@ -268,7 +269,7 @@ class Aggregates:
         for start in range(0, len(batch), EVENTS_PER_CALL):
             args: list[str | int] = [
                 self._prefix,
-                SEEN_TTL_S,
+                COMPLETED_JOB_TTL_S,
                 LATENCY_BUCKET_TTL_S,
                 SECOND_BUCKET_TTL_S,
                 MINUTE_BUCKET_TTL_S,

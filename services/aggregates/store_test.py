@@ -14,13 +14,13 @@ from observatory.readmodel.v1 import read_model_pb2
 from services.aggregates.facts import EventFacts, facts_of
 from services.aggregates.histogram import ERROR, PERCENTILES, bucket_of, nearest_rank
 from services.aggregates.store import (
+    COMPLETED_JOB_TTL_S,
     EVENTS_PER_CALL,
     LATENCY_BUCKET_TTL_S,
     LATENCY_WINDOW_MS,
     MINUTE_BUCKET_TTL_S,
     PREFIX,
     SECOND_BUCKET_TTL_S,
-    SEEN_TTL_S,
     Aggregates,
 )
 from services.common import redis_store
@@ -66,7 +66,9 @@ def test_a_job_keeps_its_markers_in_its_hash_which_expires_a_day_after_it_comple
         "status",
         *(f"e:{e.event_id}" for e in done.events),
     }
-    assert SEEN_TTL_S - 60 < client.ttl(PREFIX + "job:" + done.job_id) <= SEEN_TTL_S
+    assert (
+        COMPLETED_JOB_TTL_S - 60 < client.ttl(PREFIX + "job:" + done.job_id) <= COMPLETED_JOB_TTL_S
+    )
     assert client.ttl(PREFIX + "job:" + failed.job_id) == -1  # no expiry
     assert client.ttl(PREFIX + "job:" + running.job_id) == -1
 
@@ -103,8 +105,10 @@ def test_events_marked_by_the_former_seen_keys_still_count_once(redis_server: Re
     job_key = PREFIX + "job:" + story.job_id  # as the former script left it: no e: field
     marker = "k:" + created.idempotency_key.removeprefix(story.job_id + "/")
     assert client.hdel(job_key, f"e:{created.event_id}", marker) == 2
-    client.set(PREFIX + "seen:" + created.event_id, "1", ex=SEEN_TTL_S)
-    client.set(PREFIX + "seen:key:" + started.idempotency_key, "1", ex=SEEN_TTL_S)  # as if applied
+    client.set(PREFIX + "seen:" + created.event_id, "1", ex=COMPLETED_JOB_TTL_S)
+    client.set(
+        PREFIX + "seen:key:" + started.idempotency_key, "1", ex=COMPLETED_JOB_TTL_S
+    )  # as if applied
 
     # ...and still after the first new marker is written to the job's hash.
     assert aggregates.apply([completed, created]) == [True, False]
