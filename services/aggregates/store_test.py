@@ -85,13 +85,15 @@ def test_a_change_republished_under_a_new_event_id_counts_once(redis_server: Red
         False,
     ]
     assert aggregates.apply([completed._replace(event_id="copy-2"), completed]) == [True, False]
+    # A key given by another producer: the same key on another job is another change.
+    other = JobStory(datetime.now(UTC)).created().started(1, 5)
     custom = JobStory(datetime.now(UTC)).created()
-    shared_key = [
-        facts_of(e)._replace(idempotency_key="shared") for e in (*story.events, *custom.events)
+    shared = [
+        facts_of(e)._replace(idempotency_key="shared") for e in (*other.events, *custom.events)
     ]
-    assert aggregates.apply([shared_key[0], shared_key[1], shared_key[3]]) == [False, False, True]
+    assert aggregates.apply(shared) == [True, False, True]
     totals = aggregates.totals()
-    assert (totals["submitted"], totals["started"], totals["completed"]) == (2, 1, 1)
+    assert (totals["submitted"], totals["started"], totals["completed"]) == (3, 1, 1)
 
 
 def test_events_marked_by_the_former_seen_keys_still_count_once(redis_server: RedisServer) -> None:
@@ -106,9 +108,8 @@ def test_events_marked_by_the_former_seen_keys_still_count_once(redis_server: Re
     marker = "k:" + created.idempotency_key.removeprefix(story.job_id + "/")
     assert client.hdel(job_key, f"e:{created.event_id}", marker) == 2
     client.set(PREFIX + "seen:" + created.event_id, "1", ex=COMPLETED_JOB_TTL_S)
-    client.set(
-        PREFIX + "seen:key:" + started.idempotency_key, "1", ex=COMPLETED_JOB_TTL_S
-    )  # as if applied
+    # A change applied then under another event id, known by its idempotency key alone.
+    client.set(PREFIX + "seen:key:" + started.idempotency_key, "1", ex=COMPLETED_JOB_TTL_S)
 
     # ...and still after the first new marker is written to the job's hash.
     assert aggregates.apply([completed, created]) == [True, False]
