@@ -52,7 +52,8 @@ from services.aggregates.snapshot import (
 )
 
 PREFIX = "agg:"
-# How long a completed job's hash, and so the dedupe of its events, outlives its completion.
+# How long a completed job's hash, and so the dedupe of its events, outlives its completion, by
+# default (the metrics engine's METRICS_ENGINE_DEDUPE_WINDOW_S).
 COMPLETED_JOB_TTL_S = 24 * 3600
 # Latency is kept per minute: stats() sums the minutes overlapping the window (5 to 6 minutes).
 LATENCY_BUCKET_TTL_S = LATENCY_WINDOW_MS // 1000 + 2 * 60
@@ -255,9 +256,16 @@ def event_args(f: EventFacts) -> list[str | int]:
 class Aggregates:
     """The aggregate store over one Redis client (thread-safe: redis-py pools connections)."""
 
-    def __init__(self, client: redis.Redis, prefix: str = PREFIX) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = PREFIX,
+        *,
+        completed_job_ttl_s: int = COMPLETED_JOB_TTL_S,
+    ) -> None:
         self._redis = client
         self._prefix = prefix
+        self._completed_job_ttl_s = completed_job_ttl_s
         self._apply = client.register_script(_APPLY)
         self._epoch = uuid.uuid4().hex  # this writer's id for an empty store (snapshot.py)
         self._snapshots = SnapshotReader(client, prefix)
@@ -269,7 +277,7 @@ class Aggregates:
         for start in range(0, len(batch), EVENTS_PER_CALL):
             args: list[str | int] = [
                 self._prefix,
-                COMPLETED_JOB_TTL_S,
+                self._completed_job_ttl_s,
                 LATENCY_BUCKET_TTL_S,
                 SECOND_BUCKET_TTL_S,
                 MINUTE_BUCKET_TTL_S,

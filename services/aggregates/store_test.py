@@ -72,6 +72,11 @@ def test_a_job_keeps_its_markers_in_its_hash_which_expires_a_day_after_it_comple
     assert client.ttl(PREFIX + "job:" + failed.job_id) == -1  # no expiry
     assert client.ttl(PREFIX + "job:" + running.job_id) == -1
 
+    hourly = Aggregates(client, completed_job_ttl_s=3600)  # the window is a setting
+    quick = JobStory(now).created().started(1, 5).completed(1, 10)
+    hourly.apply([facts_of(e) for e in quick.events])
+    assert 3540 < client.ttl(PREFIX + "job:" + quick.job_id) <= 3600
+
 
 def test_a_change_republished_under_a_new_event_id_counts_once(redis_server: RedisServer) -> None:
     """The idempotency key names the change: a producer that re-publishes it after a crash may

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.aggregates.store import COMPLETED_JOB_TTL_S
 from services.common.config import Env
 
 
@@ -22,6 +23,9 @@ class MetricsEngineConfig:
     prefetch: int = 200  # unacked deliveries in flight per consumer; also its largest batch
     batch_wait_s: float = 0.025  # how long a partial batch waits for more deliveries
     batch_events: int = 1000  # a batch of deliveries is stored once it holds this many events
+    # How long a completed job's aggregates state, and so the dedupe of its events, is kept:
+    # Redis holds this window's completed jobs (about 400 bytes each).
+    dedupe_window_s: int = COMPLETED_JOB_TTL_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsEngineConfig:
@@ -36,5 +40,11 @@ class MetricsEngineConfig:
             batch_wait_s=env.number("METRICS_ENGINE_BATCH_WAIT_S", 0.025, minimum=0, maximum=5),
             batch_events=env.integer(
                 "METRICS_ENGINE_BATCH_EVENTS", 1000, minimum=1, maximum=100_000
+            ),
+            dedupe_window_s=env.integer(
+                "METRICS_ENGINE_DEDUPE_WINDOW_S",
+                COMPLETED_JOB_TTL_S,
+                minimum=60,
+                maximum=30 * COMPLETED_JOB_TTL_S,
             ),
         )

@@ -16,6 +16,9 @@ def test_local_defaults_and_overrides() -> None:
         {"METRICS_ENGINE_PREFETCH": "50", "METRICS_ENGINE_BATCH_EVENTS": "5000"}
     )
     assert (tuned.prefetch, tuned.batch_events) == (50, 5000)
+    assert config.dedupe_window_s == 24 * 3600
+    hour = MetricsEngineConfig.from_env({"METRICS_ENGINE_DEDUPE_WINDOW_S": "3600"})
+    assert hour.dedupe_window_s == 3600
 
 
 @pytest.mark.parametrize(
@@ -25,6 +28,7 @@ def test_local_defaults_and_overrides() -> None:
         ("METRICS_ENGINE_BATCH_EVENTS", "0"),
         ("METRICS_ENGINE_BATCH_EVENTS", "lots"),
         ("METRICS_ENGINE_BATCH_WAIT_S", "-1"),
+        ("METRICS_ENGINE_DEDUPE_WINDOW_S", "59"),
     ],
 )
 def test_a_bad_value_is_named(name: str, value: str) -> None:

@@ -23,7 +23,10 @@ class MetricsEngine:
     def __init__(self, config: MetricsEngineConfig) -> None:
         self._mongo = mongo.connect(config.mongo_url, app_name="metrics-engine", timeout=5)
         self._redis = redis_store.connect(config.redis_url)
-        sink = EventSink(mongo.database(self._mongo, DATABASE)[COLLECTION], Aggregates(self._redis))
+        sink = EventSink(
+            mongo.database(self._mongo, DATABASE)[COLLECTION],
+            Aggregates(self._redis, completed_job_ttl_s=config.dedupe_window_s),
+        )
         # Each store consumes its own copy of the events: the live aggregates never wait for
         # MongoDB (slower, and maybe down), nor the event store for Redis.
         self.consumers = [
