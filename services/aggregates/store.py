@@ -6,8 +6,8 @@ counter updates happen atomically: a redelivered or replayed event changes nothi
 Keys (all under PREFIX):
   job:<job_id>     hash: status, type, created_ms, ord_t, ord_s (the job's latest applied event),
                    and the markers of the job's applied events: e:<event_id>, and k:<idempotency
-                   key> (an event's idempotency key names a change of its job: "<job_id>/..."
-                   is marked without the job id)
+                   key> (an event's idempotency key names a change of its job), or j:<rest> for
+                   a key "<job_id>/<rest>" (ours: the job id need not be stored again)
   status           hash: status name -> jobs currently in it
   type:<type>      hash: status name -> jobs of that type currently in it;  types: set of types
   totals           hash: submitted, started, retried, completed, failed, cancelled, dead_lettered
@@ -143,9 +143,11 @@ local function apply(a)
   local j = job(p .. 'job:' .. jid)
   if not first_time(j, 'e:' .. eid, 'seen:' .. eid) then return 0 end
   if ikey ~= '' then
-    local own = jid .. '/'  -- a key naming its own job is marked without the job id
-    if string.sub(ikey, 1, #own) == own then own = string.sub(ikey, #own + 1) else own = ikey end
-    if not first_time(j, 'k:' .. own, 'seen:key:' .. ikey) then return 0 end
+    local own, marker = jid .. '/', 'k:' .. ikey
+    if string.sub(ikey, 1, #own) == own then  -- a key naming its own job: kept without the id
+      marker = 'j:' .. string.sub(ikey, #own + 1)
+    end
+    if not first_time(j, marker, 'seen:key:' .. ikey) then return 0 end
   end
   local occ, seq = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
   local mk = keys_of(math.floor(occ / 60000))

@@ -90,13 +90,17 @@ def test_a_change_republished_under_a_new_event_id_counts_once(redis_server: Red
         False,
     ]
     assert aggregates.apply([completed._replace(event_id="copy-2"), completed]) == [True, False]
-    # A key given by another producer: the same key on another job is another change.
+    # A key given by another producer: the same key on another job is another change, and a
+    # key that reads like the tail of one of ours is not one of ours.
     other = JobStory(datetime.now(UTC)).created().started(1, 5)
     custom = JobStory(datetime.now(UTC)).created()
     shared = [
         facts_of(e)._replace(idempotency_key="shared") for e in (*other.events, *custom.events)
     ]
     assert aggregates.apply(shared) == [True, False, True]
+    tail = completed.idempotency_key.removeprefix(story.job_id + "/")
+    lookalike = facts_of(story.retry(1, 5).events[-1])._replace(idempotency_key=tail)
+    assert aggregates.apply([lookalike]) == [True]
     totals = aggregates.totals()
     assert (totals["submitted"], totals["started"], totals["completed"]) == (3, 1, 1)
 
@@ -110,7 +114,7 @@ def test_events_marked_by_the_former_seen_keys_still_count_once(redis_server: Re
     created, started, completed = (facts_of(e) for e in story.events)
     assert aggregates.apply([created]) == [True]
     job_key = PREFIX + "job:" + story.job_id  # as the former script left it: no e: field
-    marker = "k:" + created.idempotency_key.removeprefix(story.job_id + "/")
+    marker = "j:" + created.idempotency_key.removeprefix(story.job_id + "/")
     assert client.hdel(job_key, f"e:{created.event_id}", marker) == 2
     client.set(PREFIX + "seen:" + created.event_id, "1", ex=COMPLETED_JOB_TTL_S)
     # A change applied then under another event id, known by its idempotency key alone.
