@@ -22,8 +22,9 @@ A job hash is kept until COMPLETED_JOB_TTL_S after its job completed, and withou
 other status: a job's status must be known to move its count later, and RetryJob can re-queue a
 failed, cancelled or dead-lettered job at any time. Markers in the job's hash, not a key per
 event, make Redis's memory grow with jobs, not events, and bound it: completed jobs leave after a
-day. A store written before kept a seen:<event_id> and a seen:key:<idempotency_key> key per event,
-for a day: for a job hash from then (no marker, or `legacy` set) the script still consults them.
+day by default. A store written before kept a seen:<event_id> and a seen:key:<idempotency_key>
+key per event, for a day: for a job hash from then (no marker, or `legacy` set) the script still
+consults them.
 stats() (snapshot.py) reads at most a fixed number of keys (its cost does not grow with the
 event rate): counts, 120 throughput hashes and 3 x 6 latency histograms of at most a few hundred
 fields each, and after the first call only the minutes whose generation changed.
@@ -198,7 +199,7 @@ for _, jk in ipairs(job_keys) do
       set[#set + 1] = v
     end
   end
-  if j.legacy and not j.fields.legacy then  -- it stays one once it has markers
+  if j.legacy and not j.fields.legacy then  -- still known as legacy once it has markers
     set[#set + 1] = 'legacy'
     set[#set + 1] = 1
   end
