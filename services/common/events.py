@@ -1,4 +1,4 @@
-"""Lifecycle events: the envelope, its deterministic id, its routing key, and its wire form.
+"""Lifecycle events: the envelope (its id is `ids.event_id`), its routing key, and its wire form.
 
 The wire form lives here only: `to_messages` turns envelopes into event-exchange messages (one
 EventBatch per event type, so a consumer bound to "job.completed" gets only completed events) and
@@ -17,13 +17,10 @@ from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from observatory.events.v1 import event_pb2
 
+from services.common import ids
 from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
 
 CONTRACT_VERSION = "1.0.0"
-# Fixed namespace: the same (job, version) always yields the same event id, so a replay after a
-# crash is recognised as a duplicate by every consumer.
-EVENT_NAMESPACE = uuid.UUID("6f1c5a52-8d0e-4b59-9a51-2f7f0c1d9e3b")
-
 # Payload field of the envelope's oneof -> event type, routing key.
 _ROUTING = {
     "job_created": (event_pb2.EVENT_TYPE_JOB_CREATED, "job.created"),
@@ -34,10 +31,6 @@ _ROUTING = {
     "job_cancelled": (event_pb2.EVENT_TYPE_JOB_CANCELLED, "job.cancelled"),
     "job_dead_lettered": (event_pb2.EVENT_TYPE_JOB_DEAD_LETTERED, "job.dead_lettered"),
 }
-
-
-def event_id(job_id: str, version: int) -> str:
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{job_id}/{version}"))
 
 
 def timestamp(when: datetime) -> Timestamp:
@@ -69,7 +62,7 @@ def envelope(
     if rest or name not in _ROUTING:
         raise ValueError(f"exactly one payload of {sorted(_ROUTING)} expected, got {list(payload)}")
     envelope = event_pb2.EventEnvelope(
-        event_id=event_id(job_id, version),
+        event_id=ids.event_id(job_id, version),
         event_type=event_type_of(name),
         correlation_id=correlation_id,
         idempotency_key=f"{job_id}/{version}",
@@ -133,16 +126,17 @@ def to_messages(
 
 
 def _message(key: str, group: list[event_pb2.EventEnvelope]) -> EventMessage:
-    ids = tuple(e.event_id for e in group)
+    event_ids = tuple(e.event_id for e in group)
     correlations = {e.correlation_id for e in group}
     correlation_id = correlations.pop() if len(correlations) == 1 else None
     if len(group) == 1:
-        body, message_type, message_id = group[0].SerializeToString(), EVENT_MESSAGE_TYPE, ids[0]
+        body, message_type = group[0].SerializeToString(), EVENT_MESSAGE_TYPE
+        message_id = event_ids[0]
     else:
         body = event_pb2.EventBatch(events=group).SerializeToString()
         message_type = EVENT_BATCH_MESSAGE_TYPE
-        message_id = str(uuid.uuid5(EVENT_NAMESPACE, "batch/" + ",".join(ids)))
-    return EventMessage(key, body, message_type, message_id, correlation_id or None, ids)
+        message_id = str(uuid.uuid5(ids.EVENT_NAMESPACE, "batch/" + ",".join(event_ids)))
+    return EventMessage(key, body, message_type, message_id, correlation_id or None, event_ids)
 
 
 def from_message(message_type: str | None, body: bytes) -> list[event_pb2.EventEnvelope]:

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from observatory.events.v1 import event_pb2
 
-from services.common import events
+from services.common import events, ids
 from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE, JOB_MESSAGE_TYPE
 
 PRODUCER = event_pb2.Producer(service="test", instance_id="test/1", version="1")
@@ -140,7 +140,7 @@ def test_an_envelope_has_exactly_the_bytes_of_its_fields_given_at_once(
 ) -> None:
     payload = event_pb2.JobCancelled()  # empty, yet present
     expected = event_pb2.EventEnvelope(
-        event_id=str(uuid.uuid5(events.EVENT_NAMESPACE, "job-1/4")),
+        event_id=str(uuid.uuid5(ids.EVENT_NAMESPACE, "job-1/4")),
         event_type=event_pb2.EVENT_TYPE_JOB_CANCELLED,
         occurred_at=from_datetime(when),
         correlation_id="corr-1",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from observatory.jobs.v1 import job_pb2
 
-from services.common import events
+from services.common import ids
 from services.gateway import validation
 from services.gateway.service import ConflictError, NotFoundError, Submitted
 
@@ -30,7 +29,7 @@ class FakeJobs:
                 job, duplicate = existing[0], True
             else:
                 job = job_pb2.Job(
-                    id=str(uuid.uuid4()),
+                    id=ids.new_job_id(),
                     type=spec.type,
                     payload=spec.payload,
                     priority=spec.priority,
@@ -39,7 +38,7 @@ class FakeJobs:
                     correlation_id=correlation_id,
                 )
                 self.jobs[job.id], duplicate = job, False
-            results.append(Submitted(job.id, events.event_id(job.id, 1), job.status, duplicate))
+            results.append(Submitted(job.id, ids.event_id(job.id, 1), job.status, duplicate))
         return results
 
     def get(self, job_id: str) -> job_pb2.Job:
@@ -54,14 +53,14 @@ class FakeJobs:
         if job.status != job_pb2.JOB_STATUS_PENDING:
             raise ConflictError(f"job {job_id} is {job_pb2.JobStatus.Name(job.status)}")
         job.status = job_pb2.JOB_STATUS_CANCELLED
-        return job, events.event_id(job.id, 2)
+        return job, ids.event_id(job.id, 2)
 
     def retry(self, job_id: str) -> tuple[job_pb2.Job, str]:
         job = self.get(job_id)
         if job.status != job_pb2.JOB_STATUS_CANCELLED:
             raise ConflictError(f"job {job_id} is {job_pb2.JobStatus.Name(job.status)}")
         job.status = job_pb2.JOB_STATUS_PENDING
-        return job, events.event_id(job.id, 3)
+        return job, ids.event_id(job.id, 3)
 
     def retry_failed(self) -> int:
         self._maybe_fail()

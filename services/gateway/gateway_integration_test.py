@@ -26,7 +26,7 @@ from observatory.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from observatory.jobs.v1 import job_pb2
 from pika.adapters.blocking_connection import BlockingChannel
 
-from services.common import amqp, events, topology
+from services.common import amqp, events, ids, topology
 from services.gateway import publisher as gateway_publisher
 from services.gateway.app import RunningGateway, start
 from services.gateway.integration_support import Delivery, backend_proxies, drain, gateway_config
@@ -162,7 +162,7 @@ def test_http_submit_is_recorded_queued_and_announced(
     job_id = body["job_id"]
     assert body == {
         "job_id": job_id,
-        "event_id": events.event_id(job_id, 1),
+        "event_id": ids.event_id(job_id, 1),
         "status": "JOB_STATUS_PENDING",
         "duplicate": False,
     }
@@ -411,7 +411,7 @@ def test_cancel_then_retry_a_pending_job(
     status, body, _ = http(gateway, "POST", f"/jobs/{job_id}/cancel?reason=changed+my+mind")
     assert status == 200
     assert body["job"]["status"] == "JOB_STATUS_CANCELLED" and "finished_at" in body["job"]
-    assert body["event_id"] == events.event_id(job_id, 2)
+    assert body["event_id"] == ids.event_id(job_id, 2)
     assert row(db, job_id) == ("cancelled", 2, 0, 5, False)
     (cancelled,) = envelopes(drain(queues, EVENTS_QUEUE))
     assert cancelled.job_cancelled.reason == "changed my mind"
@@ -422,7 +422,7 @@ def test_cancel_then_retry_a_pending_job(
 
     retried = stub.RetryJob(gateway_pb2.RetryJobRequest(job_id=job_id), timeout=10)
     assert retried.job.status == job_pb2.JOB_STATUS_PENDING
-    assert retried.event_id == events.event_id(job_id, 3)
+    assert retried.event_id == ids.event_id(job_id, 3)
     assert row(db, job_id) == ("pending", 3, 0, 5, False)  # the unused budget is kept
     (work,) = drain(queues, topology.WORK_QUEUE)
     assert_work_message(work, job_id, attempt=1, priority=0)

@@ -10,7 +10,6 @@ Concurrent submits are coalesced into one such change (group commit, group_commi
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from observatory.events.v1 import event_pb2
 from observatory.jobs.v1 import job_pb2
 from psycopg.rows import dict_row
 
-from services.common import events, topology
+from services.common import events, ids, topology
 from services.common.wire import (
     ATTEMPT_HEADER,
     CONTRACT_MAJOR,
@@ -329,9 +328,9 @@ class JobService:
                         event = self._created_event(job, spec, submission.now)
                         outgoing.messages.append(work_message(job, attempt=1))
                         outgoing.events.append(event)
-                        event_id = event.event_id  # = events.event_id(job.id, 1), made once
+                        event_id = event.event_id  # = ids.event_id(job.id, 1), made once
                     else:
-                        event_id = events.event_id(job.id, 1)
+                        event_id = ids.event_id(job.id, 1)
                     mine.append(Submitted(job.id, event_id, job.status, not created))
                 results.append(mine)
             return results
@@ -440,7 +439,7 @@ class JobService:
     ) -> job_pb2.Job:
         resolved = validation.resolve(spec, self._limits)
         return job_pb2.Job(
-            id=str(uuid.uuid4()),
+            id=ids.new_job_id(),
             type=spec.type,
             payload=spec.payload,
             priority=spec.priority,

@@ -17,7 +17,7 @@ from observatory.jobs.v1 import job_pb2
 from pika.adapters.blocking_connection import BlockingChannel as Channel
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common import amqp, events, postgres, rabbitmq_management, topology
+from services.common import amqp, events, ids, postgres, rabbitmq_management, topology
 from services.common.http_json import HttpError, get_json, request_json
 from services.common.wire import (
     ATTEMPT_HEADER,
@@ -123,7 +123,7 @@ def test_retries_until_success_with_ordered_deterministic_events(
         "job_retry_scheduled", "job_started", "job_completed",
     ]  # fmt: skip
     # Version 1 is the gateway's job.created; each transition bumps it by one.
-    assert [e.event_id for e in seen] == [events.event_id(job.id, v) for v in range(2, 8)]
+    assert [e.event_id for e in seen] == [ids.event_id(job.id, v) for v in range(2, 8)]
     # Each message is routed by the type of the events it carries.
     for delivery in event_log.deliveries:
         assert {events.routing_key(e) for e in delivery.envelopes} == {delivery.routing_key}
@@ -456,12 +456,12 @@ def test_one_batch_with_a_repeated_job_a_failure_poison_and_an_unrecorded_job(
         assert wait_status(conn, job.id, status).attempts == 1
         assert len(attempts(conn, job.id)) == 1
         seen = event_log.wait(job.id, "job_completed" if job is not failing else "job_failed")
-        assert [e.event_id for e in seen][:2] == [events.event_id(job.id, v) for v in (2, 3)]
+        assert [e.event_id for e in seen][:2] == [ids.event_id(job.id, v) for v in (2, 3)]
     # The repeat ran nothing: it republished the completed event, with the same id.
     completed = [e.event_id for e in event_log.of(twice.id) if e.HasField("job_completed")]
-    assert completed == [events.event_id(twice.id, 3)] * 2
+    assert completed == [ids.event_id(twice.id, 3)] * 2
     # The jobs started in one transaction: their job.started events shared one batch message.
-    started = {events.event_id(job.id, 2) for job in (ran, twice, failing)}
+    started = {ids.event_id(job.id, 2) for job in (ran, twice, failing)}
     assert any(
         started <= {e.event_id for e in d.envelopes}
         and d.routing_key == "job.started"
@@ -481,7 +481,7 @@ def test_one_batch_with_a_repeated_job_a_failure_poison_and_an_unrecorded_job(
     assert sorted(again) == [(0, Disposition.ACK), (1, Disposition.ACK), (2, Disposition.ACK)]
     for job in (ran, failing, unrecorded):
         assert len(attempts(conn, job.id)) == 1
-    finals = {events.event_id(job.id, 3) for job in (ran, unrecorded)}
+    finals = {ids.event_id(job.id, 3) for job in (ran, unrecorded)}
     republished = wait_for(
         lambda: event_log.since(before),
         what="the redelivered batch's events",
