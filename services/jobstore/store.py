@@ -187,7 +187,7 @@ def insert_jobs(conn: Conn, jobs: Sequence[job_pb2.Job]) -> list[tuple[job_pb2.J
             results.append((new, True))
         elif job.idempotency_key in existing:
             results.append((job_from_row(existing[job.idempotency_key]), False))
-        else:  # an id collision (uuid4: never) or a row deleted meanwhile (jobs are kept)
+        else:  # an id collision (random bits: never) or a row deleted meanwhile (jobs are kept)
             raise RuntimeError(f"job {job.id}: insert conflicted but no row found")
     return results
 
