@@ -84,10 +84,10 @@ def postgres_us_per_job(new_id: Callable[[], str], jobs: int) -> float:
                             (status, batch_ids),
                         )
                         conn.commit()
-                seconds = cpu.delta(before, cpu.cpu_seconds({"postgres": server.pid}))
+                seconds = cpu.delta(before, cpu.cpu_seconds({"postgres": server.pid}))["postgres"]
         finally:
             server.stop()
-    return seconds["postgres"] * 1e6 / jobs
+    return seconds * 1e6 / jobs
 
 
 def _job(job_id: str, created: datetime) -> job_pb2.Job:
