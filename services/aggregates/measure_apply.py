@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 
 from services.aggregates.facts import facts_of
 from services.common import redis_store
-from services.metrics_engine.sample_events import JobStory
+from services.metrics_engine.sample_events import completed_job_batches
 from tools.bench import cpu
 from tools.testing.servers import RedisServer
 
@@ -38,15 +38,8 @@ def measure(store_module: str, jobs: int) -> tuple[float, float, float]:
             aggregates = store.Aggregates(client)
             empty_memory = int(client.info("memory")["used_memory"])
             before = cpu.cpu_seconds({"redis": server.pid})
-            batch = []
-            for n in range(jobs):
-                story = JobStory(start + timedelta(milliseconds=n)).created()
-                story.started(1, 3).completed(1, 1)
-                batch += [facts_of(event) for event in story.events]
-                if len(batch) >= EVENTS_PER_BATCH:
-                    aggregates.apply(batch)
-                    batch = []
-            aggregates.apply(batch)
+            for batch in completed_job_batches(jobs, start, EVENTS_PER_BATCH):
+                aggregates.apply([facts_of(event) for event in batch])
             cpu_s = cpu.delta(before, cpu.cpu_seconds({"redis": server.pid}))["redis"]
             memory = int(client.info("memory")["used_memory"]) - empty_memory
             keys = int(client.dbsize())

@@ -45,6 +45,6 @@ class MetricsEngineConfig:
                 "METRICS_ENGINE_DEDUPE_WINDOW_S",
                 COMPLETED_JOB_TTL_S,
                 minimum=60,
-                maximum=30 * COMPLETED_JOB_TTL_S,
+                maximum=30 * 24 * 3600,  # 30 days
             ),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pika
@@ -81,6 +82,24 @@ class JobStory:
         )
         self._add(timedelta(milliseconds=1), job_dead_lettered=dead)
         return self
+
+
+def completed_job_batches(
+    jobs: int, start: datetime, batch_events: int, new_job_id: Callable[[], str] | None = None
+) -> Iterator[list[event_pb2.EventEnvelope]]:
+    """The events of `jobs` jobs, created a millisecond apart from `start`, each created, started
+    and completed, in batches of at least `batch_events` (the last one: what is left), as the
+    metrics engine writes them at full speed. `new_job_id` makes the ids (default: random)."""
+    batch: list[event_pb2.EventEnvelope] = []
+    for n in range(jobs):
+        job_id = new_job_id() if new_job_id else ""
+        story = JobStory(start + timedelta(milliseconds=n), job_id=job_id).created()
+        batch += story.started(1, 3).completed(1, 1).events
+        if len(batch) >= batch_events:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def publish(

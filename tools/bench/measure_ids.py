@@ -26,7 +26,7 @@ from services.common import ids, mongo
 from services.jobstore import store
 from services.jobstore.testing import migrated_connection
 from services.metrics_engine.documents import COLLECTION, DATABASE
-from services.metrics_engine.sample_events import JobStory
+from services.metrics_engine.sample_events import completed_job_batches
 from services.metrics_engine.sink import EventSink
 from tools.bench import cpu
 from tools.testing.servers import MongoServer, PostgresServer
@@ -49,14 +49,7 @@ def event_store_us_per_event(new_id: Callable[[], str], jobs: int) -> float:
             sink = EventSink(client[DATABASE][COLLECTION], aggregates=None)  # type: ignore[arg-type]
             sink.ensure_indexes()
             before = cpu.cpu_seconds({"mongo": server.pid})
-            batch = []
-            for n in range(jobs):
-                story = JobStory(start + timedelta(milliseconds=n), job_id=new_id()).created()
-                batch += story.started(1, 3).completed(1, 1).events
-                if len(batch) >= BATCH:
-                    sink.store_documents(batch)
-                    batch = []
-            if batch:
+            for batch in completed_job_batches(jobs, start, BATCH, new_id):
                 sink.store_documents(batch)
             seconds = cpu.delta(before, cpu.cpu_seconds({"mongo": server.pid}))["mongo"]
             client.close()
