@@ -145,3 +145,23 @@ def test_a_deadline_that_is_not_reached_leaves_the_connection_usable(
             conn.execute("SELECT 1")
         time.sleep(0.8)  # past the deadline: nothing may fire after the work ended
         assert conn.execute("SHOW statement_timeout").fetchone() == ("5s",)
+
+
+def test_a_short_deadline_fires_on_time_while_a_longer_one_is_watched(
+    postgres_server: PostgresServer,
+) -> None:
+    """Deadlines share one watchdog thread: a shorter one set after a longer one must not wait
+    for the longer one."""
+    dsn = postgres_server.info.dsn
+    with postgres.connect(dsn) as slow, postgres.connect(dsn) as stuck:
+        with postgres.deadline(slow, 60):
+            began = time.monotonic()
+            with (
+                frozen(stuck.info.backend_pid),
+                pytest.raises(psycopg.OperationalError),
+                postgres.deadline(stuck, TIMEOUT_S),
+            ):
+                stuck.execute("SELECT 1")
+            waited = time.monotonic() - began
+            assert waited < 5 * TIMEOUT_S, waited
+            assert slow.execute("SELECT 1").fetchone() == (1,)  # the long one still runs
