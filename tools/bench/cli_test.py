@@ -15,6 +15,7 @@ def test_defaults_cover_the_three_scales_both_modes_and_the_baselines() -> None:
     assert options.celery and options.raw
     assert options.stored == 1_000_000
     assert (options.rate, options.rate_window_ms) == (500.0, 10.0)  # single, then batched
+    assert cli.repeats_for(options, 1_000) == 5
     assert cli.repeats_for(options, 10_000) == 3
     assert cli.repeats_for(options, 100_000) == 1
 

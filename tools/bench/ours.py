@@ -10,7 +10,7 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +22,7 @@ from observatory.jobs.v1 import job_pb2
 from observatory.readmodel.v1 import read_model_pb2, read_model_pb2_grpc
 
 from services.common import postgres, rabbitmq_management, topology
-from tools.bench import stats, timeline
+from tools.bench import cpu, stats, timeline
 from tools.testing.servers.rabbitmq import RabbitMQInfo
 
 JOB_TYPE = "noop"
@@ -32,7 +32,11 @@ SINGLE_CLIENTS = 8
 STATS_POLL_SECONDS = 0.02
 DETAIL_POLL_SECONDS = 0.02
 DETAIL_POLL_SHARE = 0.05  # of the oldest sample's wait: the tick once that is longer
-DETAIL_SAMPLES = 50
+# Jobs whose detail freshness a run samples: 1 % of them, 10 to 50. A sample costs a few
+# GetJobDetail calls (~2 ms of CPU each, read model, PostgreSQL and MongoDB): 50 of them in a
+# 1,000-job run cost ~10 % of the run's CPU, the bench weighing on what it measures.
+DETAIL_SAMPLE_SHARE = 0.01
+DETAIL_SAMPLES = (10, 50)
 RPC_TIMEOUT = 60.0
 TERMINAL = (
     job_pb2.JOB_STATUS_COMPLETED,
@@ -95,10 +99,21 @@ class RunResult(stats.Throughput):
     # First submit -> the last job terminal in PostgreSQL, which the read model's job queries
     # (ListJobs, GetJob) read: done, before the event path (stats, timelines) catches up.
     records_seconds: float = math.nan
+    # CPU seconds per process from the first submit until the last job's terminal event was in
+    # the stats and in its timeline (the event store): the run's work, without the wait for a
+    # quiet stack before it (the earlier run's tail), and with its own tail.
+    cpu_seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def records_rate(self) -> float:
         return stats.rate(self.jobs, self.records_seconds)
+
+
+def detail_sample_every(jobs: int) -> int:
+    """Every how many accepted jobs one is sampled for detail freshness."""
+    low, high = DETAIL_SAMPLES
+    samples = min(high, max(low, round(jobs * DETAIL_SAMPLE_SHARE)))
+    return max(1, jobs // samples)
 
 
 def _spec() -> job_pb2.JobSpec:
@@ -155,7 +170,7 @@ class DetailSampler:
     Jobs finish roughly in submission order, so each tick polls the oldest unresolved sample,
     and the next one at once while they are visible: one unanswered poll per tick. Ticks are
     DETAIL_POLL_SECONDS apart, or DETAIL_POLL_SHARE of how long the oldest sample has waited
-    if that is longer: a GetJobDetail costs ~2.5 ms of CPU (read model, PostgreSQL, MongoDB),
+    if that is longer: a GetJobDetail costs ~2 ms of CPU (read model, PostgreSQL, MongoDB),
     so polling a lagging timeline often would take the box from the system it measures. A
     sample is seen at the first poll after it became visible: freshness is overestimated, by at
     most one tick, never flattered."""
@@ -341,20 +356,27 @@ def run(
     jobs: int,
     submit: Callable[[Clients, int, Submitted], None],
     timeout: float,
+    *,
+    cpu_roots: Mapping[str, int] | None = None,
 ) -> RunResult:
-    """One measured run: submit `jobs` jobs, wait until the read model counts them all terminal."""
+    """One measured run: submit `jobs` jobs, wait until the read model counts them all terminal
+    and the sampled jobs' timelines (the last job's among them) show their terminal events.
+    `cpu_roots`: name -> pid of the processes whose CPU the run is to measure."""
     leftover = wait_idle(clients.postgres_dsn, clients.broker, timeout)
     if leftover:
         raise BenchError(f"{mode} {jobs}: {leftover} earlier jobs still unfinished, not started")
     poller = StatsPoller(clients.read_model)
     sampler = DetailSampler(clients.read_model)
-    submitted = Submitted(sampler.add, sample_every=max(1, jobs // DETAIL_SAMPLES))
+    submitted = Submitted(sampler.add, sample_every=detail_sample_every(jobs))
     poller.expect(jobs)
     poller.start()
     sampler.start()
+    cpu_before = cpu.cpu_seconds(cpu_roots or {})
     first_sent = time.time()
     submit(clients, jobs, submitted)
     submit_seconds = time.time() - first_sent
+    if submitted.job_ids and (len(submitted.job_ids) - 1) % submitted.sample_every:
+        sampler.add(submitted.job_ids[-1])  # its timeline done: the event store has caught up
     poller.expect(len(submitted.job_ids))  # the accepted ones (an open loop may lose some)
     reached = poller.reached.wait(timeout)
     poller.stop()
@@ -362,6 +384,7 @@ def run(
     while sampler.pending() and time.time() < deadline:
         time.sleep(0.05)
     sampler.stop()
+    cpu_spent = cpu.delta(cpu_before, cpu.cpu_seconds(cpu_roots or {}))
     if not reached:
         seen = poller.polls[-1][1] if poller.polls else 0
         raise BenchError(f"{mode} {jobs}: only {seen} jobs terminal after {timeout:.0f} s")
@@ -385,6 +408,7 @@ def run(
         detail_freshness_s=sampler.freshness,
         failed_jobs=failed,
         refused_submits=submitted.refused,
+        cpu_seconds=cpu_spent,
     )
 
 

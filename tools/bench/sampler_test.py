@@ -80,3 +80,13 @@ def test_an_unanswered_poll_leaves_the_sample_pending() -> None:
     sampler.tick()
     assert fake.calls == ["a"]
     assert sampler.pending() == 1
+
+
+def test_a_run_samples_one_job_in_a_hundred_between_10_and_50() -> None:
+    def samples(jobs: int) -> int:
+        return len(range(0, jobs, ours.detail_sample_every(jobs)))
+
+    assert samples(1_000) == 10  # the small run: the bench's polls stay a small share of it
+    assert samples(10_000) == 50
+    assert samples(100_000) == 50
+    assert samples(3) == 3  # fewer jobs than the floor: each is sampled
