@@ -153,15 +153,18 @@ def test_a_short_deadline_fires_on_time_while_a_longer_one_is_watched(
     """Deadlines share one watchdog thread: a shorter one set after a longer one must not wait
     for the longer one."""
     dsn = postgres_server.info.dsn
-    with postgres.connect(dsn) as slow, postgres.connect(dsn) as stuck:
-        with postgres.deadline(slow, 60):
-            began = time.monotonic()
-            with (
-                frozen(stuck.info.backend_pid),
-                pytest.raises(psycopg.OperationalError),
-                postgres.deadline(stuck, TIMEOUT_S),
-            ):
-                stuck.execute("SELECT 1")
-            waited = time.monotonic() - began
-            assert waited < 5 * TIMEOUT_S, waited
-            assert slow.execute("SELECT 1").fetchone() == (1,)  # the long one still runs
+    with (
+        postgres.connect(dsn) as slow,
+        postgres.connect(dsn) as stuck,
+        postgres.deadline(slow, 60),
+    ):
+        began = time.monotonic()
+        with (
+            frozen(stuck.info.backend_pid),
+            pytest.raises(psycopg.OperationalError),
+            postgres.deadline(stuck, TIMEOUT_S),
+        ):
+            stuck.execute("SELECT 1")
+        waited = time.monotonic() - began
+        assert waited < 5 * TIMEOUT_S, waited
+        assert slow.execute("SELECT 1").fetchone() == (1,)  # the long one still runs
