@@ -46,6 +46,7 @@ PROCESSING = Histogram(
     ["store"],
 )
 
+IDLE_TICK_S = 0.25  # how often an idle consumer looks at its stop flag
 # A delivery decoded: its tag, and its storable events (none: it is dropped, not stored).
 Pending = list[tuple[int, list[DecodedEvent]]]
 
@@ -105,9 +106,16 @@ class Consumer:
             pending: Pending = []
             pending_events = 0
             first_at = 0.0  # when the oldest pending delivery arrived
-            for method, props, body in channel.consume(
-                self.queue, inactivity_timeout=self._batch_wait_s
-            ):
+            # Two views of the one consumer (pika resumes it for the same queue): with a batch
+            # pending, a quiet spell of batch_wait_s flushes it; with none, the loop only needs to
+            # notice `stop`, so an idle engine wakes 4 times a second, not 40.
+            batching = channel.consume(self.queue, inactivity_timeout=self._batch_wait_s)
+            idle = channel.consume(self.queue, inactivity_timeout=IDLE_TICK_S)
+            while True:
+                delivery = next(batching if pending else idle, None)
+                if delivery is None:
+                    return  # the broker cancelled the consumer: reconnect
+                method, props, body = delivery
                 if method is not None:
                     if not pending:
                         first_at = time.monotonic()
