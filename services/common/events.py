@@ -21,7 +21,6 @@ from services.common import ids
 from services.common.wire import EVENT_BATCH_MESSAGE_TYPE, EVENT_MESSAGE_TYPE
 
 CONTRACT_VERSION = "1.0.0"
-
 # Payload field of the envelope's oneof -> event type, routing key.
 _ROUTING = {
     "job_created": (event_pb2.EVENT_TYPE_JOB_CREATED, "job.created"),

@@ -47,6 +47,7 @@ PROCESSING = Histogram(
 )
 
 IDLE_TICK_S = 0.25  # how often an idle consumer looks at its stop flag
+
 # A delivery decoded: its tag, and its storable events (none: it is dropped, not stored).
 Pending = list[tuple[int, list[DecodedEvent]]]
 

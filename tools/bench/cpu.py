@@ -53,6 +53,8 @@ def tree_seconds(table: Mapping[int, tuple[int, float]], root: int) -> float:
 
 def cpu_seconds(roots: Mapping[str, int], proc: Path = Path("/proc")) -> dict[str, float]:
     """name -> CPU seconds so far of the process tree rooted at that pid."""
+    if not roots:
+        return {}  # nothing to read: skip the scan of every process
     table = _snapshot(proc)
     return {name: tree_seconds(table, pid) for name, pid in roots.items()}
 
